@@ -1,0 +1,290 @@
+"""The `Simulator`: one loopback HTTP/1.1 server speaking both vendor APIs.
+
+Owns the wire: routing by path to the vendor handlers, keep-alive with exact Content-Length,
+streamed bodies, transport-level faults (injected failures, throttled / truncated / corrupted
+audio), request statistics, and the server's lifecycle. Record contents live in `data.py`,
+vendor semantics in `yeastar.py` / `zorio.py`. Nothing here logs query strings or secrets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from urllib.parse import parse_qsl, urlsplit
+
+from .audio import corrupt, iter_audio
+from .config import SimulatorConfig
+from .data import parse_day
+from .faults import YEASTAR_API_PREFIX, Faults, Stats
+from .protocol import Reply, Request, json_reply
+from .yeastar import YeastarApi
+from .zorio import ZorioApi
+
+VENDORS = ("yeastar", "zorio")
+_THROTTLE_CHUNK = 8 * 1024
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+    sim: Simulator
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "cdr-assets-simulator"
+
+    def version_string(self) -> str:
+        return self.server_version
+    disable_nagle_algorithm = True
+    timeout = 120  # idle keep-alive connections are dropped after this
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.sim._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.sim._track(self.connection, add=False)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        """Silent: request lines carry tokens and signatures."""
+
+    def _dispatch(self) -> None:
+        sim = self.server.sim
+        sim.stats.enter()
+        try:
+            self._serve(sim)
+        finally:
+            sim.stats.leave()
+
+    def _serve(self, sim: Simulator) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        host = self.headers.get("Host") or f"{sim.host}:{sim.port}"
+        req = Request(
+            method=self.command,
+            path=url.path,
+            query=dict(parse_qsl(url.query, keep_blank_values=True)),
+            headers=self.headers,  # type: ignore[arg-type]
+            body=body,
+            client_ip=self.client_address[0],
+            host=host,
+        )
+        try:
+            reply = sim._route(req)
+        except Exception:  # a bug must not kill the connection silently
+            reply = json_reply(500, {"message": "Simulator error."})
+        status = self._write(sim, reply)
+        # a Yeastar download path is itself a credential: record only the endpoint
+        path = req.endpoint if req.endpoint == "/api/download" else req.path
+        sim.stats.record(req.method, path, req.endpoint or req.path, status)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch  # noqa: N815
+
+    def _write(self, sim: Simulator, reply: Reply) -> int:
+        try:
+            if reply.stream is None:
+                self._headers(reply, len(reply.body))
+                if self.command != "HEAD":
+                    self.wfile.write(reply.body)
+                return reply.status
+            self._stream(sim, reply)
+            return reply.status
+        except (ConnectionError, TimeoutError, OSError):
+            self.close_connection = True
+            return reply.status
+        finally:
+            if reply.on_close is not None:
+                reply.on_close()
+
+    def _headers(self, reply: Reply, length: int) -> None:
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(length))
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        self.end_headers()
+
+    def _stream(self, sim: Simulator, reply: Reply) -> None:
+        assert reply.stream is not None and reply.length is not None
+        chunks: Iterator[bytes] = reply.stream
+        limit = reply.length
+        faults = sim.faults
+        if reply.audio and reply.status == 200:
+            if faults.take_corrupt():
+                chunks = corrupt(chunks)
+            if faults.take_truncate():
+                limit = reply.length // 2
+                self.close_connection = True
+        self._headers(reply, reply.length)
+        sent = 0
+        for chunk in chunks:
+            if sent + len(chunk) > limit:
+                chunk = chunk[: limit - sent]
+            rate = faults.throttle_bytes_per_s if reply.audio else None
+            if rate:
+                for k in range(0, len(chunk), _THROTTLE_CHUNK):
+                    piece = chunk[k : k + _THROTTLE_CHUNK]
+                    self.wfile.write(piece)
+                    time.sleep(len(piece) / rate)
+            else:
+                self.wfile.write(chunk)
+            sent += len(chunk)
+            if sent >= limit:
+                break
+        if reply.audio:
+            sim.stats.add_audio_bytes(sent)
+        if sent < reply.length:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+
+class Simulator:
+    """Both vendor APIs on one loopback port, from deterministic synthetic data.
+
+    >>> with Simulator(SimulatorConfig(seed=7, calls_per_day=200)) as sim:
+    ...     url = sim.base_url  # "http://127.0.0.1:<port>"
+    """
+
+    def __init__(
+        self, config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.config = config or SimulatorConfig()
+        self.host = host
+        self.port = port
+        self.faults = Faults()
+        self.stats = Stats()
+        self.yeastar = YeastarApi(self.config, self.faults, self.stats, secrets.token_bytes(32))
+        self.zorio = ZorioApi(self.config, self.faults, self.stats)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Simulator:
+        """Bind and serve in a daemon thread; returns self."""
+        if self._server is not None:
+            return self
+        server = _Server((self.host, self.port), _Handler)
+        server.sim = self
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02},
+            name=f"cdr-simulator-{self.port}", daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and drop open keep-alive connections."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        with self._conns_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("simulator not started")
+        return f"http://{self.host}:{self.port}"
+
+    def _track(self, conn: socket.socket, add: bool) -> None:
+        with self._conns_lock:
+            if add:
+                self._conns.add(conn)
+            else:
+                self._conns.discard(conn)
+
+    # ------------------------------------------------------------------ routing
+
+    def _route(self, req: Request) -> Reply:
+        path = req.path
+        if path.startswith(YEASTAR_API_PREFIX):
+            req.endpoint = path[len(YEASTAR_API_PREFIX):]
+        elif path.startswith("/api/download/"):
+            req.endpoint = "/api/download"
+        rule = self.faults.take_failure(path)
+        if rule is not None:
+            headers = [("Retry-After", rule.retry_after)] if rule.retry_after else []
+            return Reply(rule.status, rule.body or b"", rule.content_type, headers)
+        if req.endpoint:
+            return self.yeastar.handle(req)
+        if path.startswith(("/api/pbx/", "/api/public/")) or path.rstrip("/") == "/api/pbx":
+            return self.zorio.handle(req)
+        return json_reply(404, {"message": "Not found."})
+
+    # ------------------------------------------------------------------ test helpers
+
+    def _api(self, vendor: str) -> YeastarApi | ZorioApi:
+        if vendor == "yeastar":
+            return self.yeastar
+        if vendor == "zorio":
+            return self.zorio
+        raise ValueError(f"vendor must be one of {VENDORS}, not {vendor!r}")
+
+    def calls(self, vendor: str, local_day: date | str) -> list[dict]:
+        """Every record of a PBX-local day, exactly as the API serves them now (small days)."""
+        return self._api(vendor).day_records(parse_day(local_day))
+
+    def _recording_chunks(self, vendor: str, recording_ref: str) -> Iterator[bytes]:
+        api = self._api(vendor)
+        found = api.recording(recording_ref)
+        if found is None:
+            raise KeyError(f"no downloadable {vendor} recording {recording_ref!r}")
+        d, i, _, seconds = found
+        fmt = self.config.yeastar.recording_format if vendor == "yeastar" else "wav"
+        return iter_audio(fmt, api.audio_key(d, i), seconds)
+
+    def recording_bytes(self, vendor: str, recording_ref: str) -> bytes:
+        """What the audio endpoint serves for a recording (Yeastar record_file / Zorio uuid)."""
+        return b"".join(self._recording_chunks(vendor, recording_ref))
+
+    def recording_sha256(self, vendor: str, recording_ref: str) -> str:
+        """Hex SHA-256 of a recording, streamed (fine for 200 MB)."""
+        h = hashlib.sha256()
+        for chunk in self._recording_chunks(vendor, recording_ref):
+            h.update(chunk)
+        return h.hexdigest()
+
+    def recording_size(self, vendor: str, recording_ref: str) -> int:
+        """Byte length of a recording as served."""
+        return sum(len(c) for c in self._recording_chunks(vendor, recording_ref))
+
+    def unblock_ips(self) -> None:
+        """Lift Yeastar IP blocks (what the PBX admin does under Security > Blocked IPs)."""
+        self.yeastar.unblock_ips()
