@@ -22,7 +22,7 @@ from cdr_assets.assets.checks import (
 from cdr_assets.assets.partitions import run_days
 from cdr_assets.config import PbxConfigBase, StorageConfig
 from cdr_assets.errors import CdrAssetsError
-from cdr_assets.normalize import NORMALIZERS
+from cdr_assets.normalize import NORMALIZERS, batch_pages
 from cdr_assets.schema import CDR_SCHEMA, RECORDINGS_SCHEMA
 from cdr_assets.storage.duckdb import ensure_views
 from cdr_assets.storage.parquet import PartitionWriter
@@ -51,7 +51,7 @@ def fetch_cdr_day(
     day_scalar = pa.scalar(day, pa.date32())
     try:
         with PartitionWriter(storage.data_dir, "cdr", pbx.name, day, CDR_SCHEMA) as writer:
-            for records in fetch.pages():
+            for records in batch_pages(fetch.pages()):  # Arrow's per-call cost amortized
                 table = normalize(
                     records, pbx=pbx.name, timezone=pbx.timezone, ingested_at=ingested_at
                 )
@@ -101,6 +101,7 @@ def build_cdr_asset(
         key=key,
         group_name=pbx.name,
         partitions_def=partitions,
+        pool=f"pbx_{pbx.name}",
         backfill_policy=dg.BackfillPolicy.single_run(),
         required_resource_keys={resource_key},
         check_specs=cdr_check_specs(key),
