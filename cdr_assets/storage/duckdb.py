@@ -1,0 +1,396 @@
+"""The analysts' DuckDB file: views over the Parquet tree, written only when they change.
+
+This module owns the DuckDB file at `storage.duckdb_path`. It holds no data, only one VIEW per
+table (`cdr`, `recordings`) over `<data_dir>/<table>/*/*/*.parquet`, so ingestion never writes
+rows into DuckDB and never competes for its single-writer lock: a new partition is a new Parquet
+file, and every query re-globs the tree. The view's text depends only on `data_dir`, the table's
+Arrow schema and the DuckDB features available, so `ensure_views` opens the file read-only, sees
+that the views are current and returns without writing; an analyst holding the file open
+read-only (DBeaver, the CLI, pandas) does not stop ingestion. A write happens only when a view is
+missing or stale (first run, schema change); it retries a held lock with backoff for a bounded
+time and then names the file in a clear error. A new file is built aside and hard-linked into
+place, so concurrent first runs never open a half-created file.
+
+View shape (DuckDB >= 1.4, which has `read_parquet(..., allow_empty=true)`):
+
+    SELECT * REPLACE (CAST(raw AS JSON) AS raw) FROM (
+      SELECT COLUMNS(lambda c: c <> 'empty') FROM (
+        SELECT CAST(NULL AS VARCHAR) AS pbx, ... WHERE false     -- typed columns of the schema
+        UNION ALL BY NAME
+        SELECT * FROM read_parquet('<abs data_dir>/cdr/*/*/*.parquet', allow_empty = true,
+          union_by_name = true, hive_partitioning = true,
+          hive_types = {'pbx': VARCHAR, 'call_date': DATE})))
+
+The typed branch fixes names, order and types even before the first file exists (and when old
+files lack a newer column); `allow_empty` returns a placeholder column `empty` when nothing
+matches, which the `COLUMNS` filter removes. Hive partitioning is on with pinned types: the
+files carry `pbx` and `call_date` themselves (PartitionWriter checks they equal the path), and
+the path values let DuckDB skip whole files on `WHERE pbx = ... AND call_date ...`. On an older
+DuckDB the view falls back to a plain `read_parquet` once files exist, or a typed empty SELECT
+before (that transition needs one write).
+
+It must not write Parquet, know vendors or HTTP, or keep a connection open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from cdr_assets.errors import CdrAssetsError
+from cdr_assets.storage.parquet import is_local, resolve_fs
+
+HIVE_TYPES: dict[str, str] = {"pbx": "VARCHAR", "call_date": "DATE"}
+MARKER = "cdr_assets managed view (do not edit); definition sha256:"
+DEFAULT_LOCK_TIMEOUT_S = 60.0
+_YOUNG_FILE_S = 10.0
+
+_process_locks: dict[str, threading.Lock] = {}
+_process_locks_guard = threading.Lock()
+
+
+class DuckDBLockTimeout(CdrAssetsError):
+    """The DuckDB file stayed locked by another process for longer than the allowed time."""
+
+    def __init__(self, path: str, waited_s: float, detail: str) -> None:
+        self.path = path
+        self.waited_s = waited_s
+        super().__init__(
+            f"DuckDB file {path} stayed locked for {waited_s:.0f} s ({detail}). Another process "
+            "holds it open for writing, or read-only while its views must be (re)created; "
+            "close that session or raise the lock timeout."
+        )
+
+
+# -- type mapping -------------------------------------------------------------------------------
+
+
+def duckdb_type(arrow_type: pa.DataType) -> str:
+    """DuckDB type name for an Arrow type (the ones our schemas use, and their close kin)."""
+    t = arrow_type
+    json_type = getattr(pa, "JsonType", None)
+    if json_type is not None and isinstance(t, json_type):
+        return "JSON"
+    if pa.types.is_dictionary(t):
+        return duckdb_type(t.value_type)
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "VARCHAR"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return "BLOB"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    simple = {
+        pa.int8(): "TINYINT",
+        pa.int16(): "SMALLINT",
+        pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.uint8(): "UTINYINT",
+        pa.uint16(): "USMALLINT",
+        pa.uint32(): "UINTEGER",
+        pa.uint64(): "UBIGINT",
+        pa.float16(): "FLOAT",
+        pa.float32(): "FLOAT",
+        pa.float64(): "DOUBLE",
+        pa.date32(): "DATE",
+        pa.date64(): "DATE",
+    }
+    if t in simple:
+        return simple[t]
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz is not None else "TIMESTAMP"
+    if pa.types.is_time(t):
+        return "TIME"
+    if pa.types.is_duration(t):
+        return "INTERVAL"
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision}, {t.scale})"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"{duckdb_type(t.value_type)}[]"
+    raise TypeError(f"no DuckDB type mapping for Arrow type {t}")
+
+
+# -- SQL --------------------------------------------------------------------------------------
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@functools.cache
+def _features() -> tuple[bool, bool]:
+    """(json extension loadable offline, read_parquet allow_empty + lambda COLUMNS supported)."""
+    con = duckdb.connect(":memory:")
+    try:
+        try:
+            con.execute("LOAD json")
+            json_ok = True
+        except duckdb.Error:
+            json_ok = False
+        try:
+            probe = os.path.join(os.sep, "nonexistent-cdr-assets-probe", "*.parquet")
+            con.execute(
+                "SELECT COLUMNS(lambda c: c <> 'empty') FROM (SELECT 1 AS x WHERE false "
+                f"UNION ALL BY NAME SELECT * FROM read_parquet({_quote_str(probe)}, "
+                "allow_empty = true))"
+            ).fetchall()
+            empty_ok = True
+        except duckdb.Error:
+            empty_ok = False
+    finally:
+        con.close()
+    return json_ok, empty_ok
+
+
+def _glob(data_root: str, table: str) -> str:
+    return f"{data_root}/{table}/*/*/*.parquet"
+
+
+def _typed_empty(schema: pa.Schema, json_cols: set[str]) -> str:
+    cols = [(f.name, duckdb_type(f.type)) for f in schema]
+    names = {n for n, _ in cols}
+    cols += [(n, t) for n, t in HIVE_TYPES.items() if n not in names]
+    parts = [
+        f"CAST(NULL AS {'JSON' if n in json_cols else t}) AS {_quote_ident(n)}" for n, t in cols
+    ]
+    return f"SELECT {', '.join(parts)} WHERE false"
+
+
+def view_select(
+    data_root: str,
+    table: str,
+    schema: pa.Schema,
+    *,
+    json_columns: Iterable[str] = ("raw",),
+    files_exist: bool = True,
+) -> str:
+    """The SELECT behind view `table` (`data_root`: absolute path or URL, no trailing slash)."""
+    json_ok, empty_ok = _features()
+    json_cols = (
+        {c for c in json_columns if c in schema.names and pa.types.is_string(schema.field(c).type)}
+        if json_ok
+        else set()
+    )
+    hive = ", ".join(f"{_quote_str(k)}: {v}" for k, v in HIVE_TYPES.items())
+    options = f"union_by_name = true, hive_partitioning = true, hive_types = {{{hive}}}"
+    scan = f"read_parquet({_quote_str(_glob(data_root, table))}"
+    if empty_ok:
+        inner = (
+            f"SELECT COLUMNS(lambda c: c <> 'empty') FROM ({_typed_empty(schema, json_cols)} "
+            f"UNION ALL BY NAME SELECT * FROM {scan}, allow_empty = true, {options}))"
+        )
+    elif files_exist:
+        inner = f"SELECT * FROM {scan}, {options})"
+    else:
+        inner = _typed_empty(schema, json_cols)
+    if not json_cols:
+        return inner
+    casts = ", ".join(f"CAST({_quote_ident(c)} AS JSON) AS {_quote_ident(c)}" for c in json_cols)
+    return f"SELECT * REPLACE ({casts}) FROM ({inner})"
+
+
+def _marker(select_sql: str) -> str:
+    return MARKER + hashlib.sha256(select_sql.encode()).hexdigest()
+
+
+# -- connections --------------------------------------------------------------------------------
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    text = str(exc)
+    return "Could not set lock" in text or "Conflicting lock" in text
+
+
+def _is_being_created(path: str, exc: BaseException) -> bool:
+    """A file another program (not ensure_views: it links complete files) is still creating."""
+    if "not a valid DuckDB database file" not in str(exc):
+        return False
+    try:
+        return time.time() - os.stat(path).st_mtime < _YOUNG_FILE_S
+    except FileNotFoundError:
+        return True
+
+
+def _connect(path: str, *, read_only: bool, deadline: float, timeout_s: float):
+    """Open `path`, retrying lock conflicts with jittered backoff until `deadline`."""
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(path, read_only=read_only)
+        except duckdb.ConnectionException as exc:
+            # This process already holds the file with the other mode (e.g. a DuckDBResource).
+            if "different configuration" not in str(exc):
+                raise
+            if read_only:
+                return _connect(path, read_only=False, deadline=deadline, timeout_s=timeout_s)
+            error: BaseException = exc
+        except duckdb.IOException as exc:
+            if not (_is_lock_error(exc) or _is_being_created(path, exc)):
+                raise
+            error = exc
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DuckDBLockTimeout(path, timeout_s, str(error).split(". ")[0]) from error
+        time.sleep(min(delay * random.uniform(0.5, 1.5), remaining))
+        delay = min(delay * 2, 2.0)
+
+
+def connect_readonly(
+    duckdb_path: str, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+) -> duckdb.DuckDBPyConnection:
+    """A read-only connection (what analysts should use), waiting out a writer's short lock."""
+    path = os.path.abspath(os.fspath(duckdb_path))
+    deadline = time.monotonic() + lock_timeout_s
+    return _connect(path, read_only=True, deadline=deadline, timeout_s=lock_timeout_s)
+
+
+def _current_markers(con: duckdb.DuckDBPyConnection) -> dict[str, str | None]:
+    rows = con.execute(
+        "SELECT view_name, comment FROM duckdb_views() "
+        "WHERE NOT internal AND schema_name = 'main' AND database_name = current_database()"
+    ).fetchall()
+    return {name: comment for name, comment in rows}
+
+
+def _stale(con: duckdb.DuckDBPyConnection, wanted: Mapping[str, str]) -> list[str]:
+    have = _current_markers(con)
+    return [name for name, sql in wanted.items() if have.get(name) != _marker(sql)]
+
+
+def _process_lock(path: str) -> threading.Lock:
+    with _process_locks_guard:
+        return _process_locks.setdefault(path, threading.Lock())
+
+
+def _any_file(data_dir: str, table: str, storage_options: Mapping[str, Any] | None) -> bool:
+    fs, root = resolve_fs(data_dir, storage_options)
+    if not is_local(fs):
+        return bool(fs.glob(_glob(root, table)))
+    base = os.path.join(root, table)
+    try:
+        for pbx_dir in os.scandir(base):
+            if not pbx_dir.is_dir():
+                continue
+            for day_dir in os.scandir(pbx_dir.path):
+                if day_dir.is_dir() and any(
+                    f.name.endswith(".parquet") for f in os.scandir(day_dir.path)
+                ):
+                    return True
+    except FileNotFoundError:
+        return False
+    return False
+
+
+def ensure_views(
+    duckdb_path: str,
+    data_dir: str,
+    schemas: Mapping[str, pa.Schema],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    json_columns: Iterable[str] = ("raw",),
+) -> bool:
+    """Make each view `name` in `schemas` current over `<data_dir>/<name>/`; True if it wrote.
+
+    Opens the file read-only first and writes (CREATE OR REPLACE VIEW, in one transaction) only
+    when a view is missing or its definition marker differs. Lock conflicts are retried with
+    backoff for up to `lock_timeout_s`, then `DuckDBLockTimeout` names the file. A remote
+    `data_dir` (s3://...) is written into the views as is: sessions reading them need DuckDB's
+    httpfs extension and credentials of their own.
+    """
+    path = os.path.abspath(os.fspath(duckdb_path))
+    fs, root = resolve_fs(data_dir, storage_options)
+    data_root = root if is_local(fs) else fs.unstrip_protocol(root).rstrip("/")
+    json_columns = tuple(json_columns)
+    _, empty_ok = _features()
+    wanted = {
+        name: view_select(
+            data_root,
+            name,
+            schema,
+            json_columns=json_columns,
+            files_exist=empty_ok or _any_file(data_dir, name, storage_options),
+        )
+        for name, schema in schemas.items()
+    }
+    deadline = time.monotonic() + lock_timeout_s
+    lock = _process_lock(path)
+    if not lock.acquire(timeout=max(lock_timeout_s, 0.0)):
+        raise DuckDBLockTimeout(path, lock_timeout_s, "held by another thread of this process")
+    try:
+        if not os.path.exists(path) and _create_whole(path, wanted):
+            return True
+        if os.path.exists(path):
+            con = _connect(path, read_only=True, deadline=deadline, timeout_s=lock_timeout_s)
+            try:
+                if not _stale(con, wanted):
+                    return False
+            finally:
+                con.close()
+        con = _connect(path, read_only=False, deadline=deadline, timeout_s=lock_timeout_s)
+        try:
+            stale = _stale(con, wanted)  # another process may have done it meanwhile
+            if not stale:
+                return False
+            _write_views(con, {name: wanted[name] for name in stale})
+            return True
+        finally:
+            con.close()
+    finally:
+        lock.release()
+
+
+def _write_views(con: duckdb.DuckDBPyConnection, views: Mapping[str, str]) -> None:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for name, sql in views.items():
+            con.execute(f"CREATE OR REPLACE VIEW {_quote_ident(name)} AS {sql}")
+            con.execute(f"COMMENT ON VIEW {_quote_ident(name)} IS {_quote_str(_marker(sql))}")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _create_whole(path: str, views: Mapping[str, str]) -> bool:
+    """Build a new DuckDB file aside and hard-link it into place; False if another won the race.
+
+    Nobody can open a half-created file this way (DuckDB writes its header after creating the
+    file, and a concurrent opener would call it "not a valid DuckDB database file"). Where hard
+    links are not supported, returns False and the caller takes the lock-and-write path.
+    """
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    try:
+        con = duckdb.connect(tmp)
+        try:
+            _write_views(con, views)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:
+            return False  # no hard links here: fall back to opening `path` for writing
+        return True
+    finally:
+        for leftover in (tmp, tmp + ".wal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(leftover)

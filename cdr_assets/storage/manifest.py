@@ -1,0 +1,107 @@
+"""The `recordings` manifest: one row per CDR with a recording, per (pbx, call_date) partition.
+
+This module owns the mapping between `ManifestRow` objects and the `recordings` Parquet
+partition (`<data_dir>/recordings/pbx=<pbx>/call_date=<YYYY-MM-DD>/data.parquet`). Writing goes
+through `PartitionWriter` (key `cdr_id`, so a partition is replaced whole and a cdr_id appears
+once, the last row given winning). It must not download, verify or decide anything: the policy
+lives in `cdr_assets.recordings`, the files in `cdr_assets.storage.archive`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from cdr_assets.storage.parquet import PartitionStats, PartitionWriter, read_partition
+
+TABLE = "recordings"
+STATUSES = ("archived", "missing", "failed")
+_BATCH_ROWS = 10_000
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One row of the `recordings` table."""
+
+    pbx: str
+    vendor: str
+    cdr_id: str
+    call_date: date
+    status: str  # 'archived' | 'missing' | 'failed'
+    uri: str | None
+    bytes: int | None
+    sha256: str | None
+    content_type: str | None
+    duration_s: float | None
+    archived_at: datetime | None
+    attempts: int
+    error: str | None
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(ManifestRow))
+
+
+def _default_schema() -> pa.Schema:
+    from cdr_assets.schema import RECORDINGS_SCHEMA  # owned by cdr_assets.schema
+
+    return RECORDINGS_SCHEMA
+
+
+def _check_schema(schema: pa.Schema) -> None:
+    unknown = [n for n in schema.names if n not in _FIELDS]
+    lacking = [n for n in _FIELDS if n not in schema.names]
+    if unknown or lacking:
+        raise ValueError(
+            f"recordings schema does not match ManifestRow (extra {unknown}, missing {lacking})"
+        )
+
+
+def read_manifest(
+    data_dir: str,
+    pbx: str,
+    call_date: date,
+    storage_options: Mapping[str, Any] | None = None,
+) -> dict[str, ManifestRow]:
+    """The partition's rows by cdr_id; empty when the partition was never written."""
+    table = read_partition(data_dir, TABLE, pbx, call_date, storage_options=storage_options)
+    if table is None:
+        return {}
+    present = [n for n in _FIELDS if n in table.column_names]
+    rows: dict[str, ManifestRow] = {}
+    for batch in table.select(present).to_batches(max_chunksize=_BATCH_ROWS):
+        for record in batch.to_pylist():
+            row = ManifestRow(**{name: record.get(name) for name in _FIELDS})
+            rows[row.cdr_id] = row
+    return rows
+
+
+def write_manifest(
+    data_dir: str,
+    pbx: str,
+    call_date: date,
+    rows: Iterable[ManifestRow],
+    schema: pa.Schema | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> PartitionStats:
+    """Replace the partition with `rows` (atomically; a later row of a cdr_id wins)."""
+    schema = schema if schema is not None else _default_schema()
+    _check_schema(schema)
+    with PartitionWriter(
+        data_dir, TABLE, pbx, call_date, schema, key="cdr_id", storage_options=storage_options
+    ) as writer:
+        batch: list[dict[str, Any]] = []
+        for row in rows:
+            if row.status not in STATUSES:
+                raise ValueError(f"manifest row {row.cdr_id!r}: status {row.status!r}")
+            batch.append({name: getattr(row, name) for name in schema.names})
+            if len(batch) >= _BATCH_ROWS:
+                writer.write(pa.Table.from_pylist(batch, schema=schema))
+                batch = []
+        if batch:
+            writer.write(pa.Table.from_pylist(batch, schema=schema))
+        return writer.commit()

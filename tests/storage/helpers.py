@@ -1,0 +1,69 @@
+"""Small builders shared by the storage tests: a compact CDR-like schema, WAV and MP3 bytes."""
+
+from __future__ import annotations
+
+import io
+import wave
+from datetime import date
+
+import pyarrow as pa
+
+SMALL_SCHEMA = pa.schema(
+    [
+        pa.field("pbx", pa.string(), nullable=False),
+        pa.field("cdr_id", pa.string(), nullable=False),
+        pa.field("call_date", pa.date32(), nullable=False),
+        pa.field("start_time", pa.timestamp("us", tz="UTC")),
+        pa.field("duration_s", pa.int32()),
+        pa.field("answered", pa.bool_()),
+        pa.field("raw", pa.string()),
+    ]
+)
+
+
+def rows(pbx: str, day: date, ids: list[str], *, duration: int = 1) -> pa.Table:
+    """A table in SMALL_SCHEMA with one row per id."""
+    n = len(ids)
+    return pa.table(
+        {
+            "pbx": [pbx] * n,
+            "cdr_id": ids,
+            "call_date": [day] * n,
+            "start_time": pa.array([None] * n, pa.timestamp("us", tz="UTC")),
+            "duration_s": pa.array([duration] * n, pa.int32()),
+            "answered": [True] * n,
+            "raw": [f'{{"id": "{i}", "duration": {duration}}}' for i in ids],
+        },
+        schema=SMALL_SCHEMA,
+    )
+
+
+def make_wav(seconds: float = 1.5, rate: int = 8000, channels: int = 1, width: int = 2) -> bytes:
+    """A real PCM WAV file written by the stdlib `wave` module."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(b"\x01\x00" * int(seconds * rate * channels * width / 2))
+    return buf.getvalue()
+
+
+MP3_FRAME_HEADER = bytes([0xFF, 0xFB, 0x90, 0x00])  # MPEG-1 Layer III, 128 kbit/s, 44.1 kHz
+MP3_FRAME_LEN = 144 * 128_000 // 44_100  # 417 bytes
+
+
+def make_mp3(frames: int = 100, *, id3: bool = False) -> bytes:
+    """Constant-bitrate MPEG-1 Layer III frames (silent payload), optionally after an ID3v2 tag."""
+    body = (MP3_FRAME_HEADER + b"\x00" * (MP3_FRAME_LEN - 4)) * frames
+    if not id3:
+        return body
+    payload = b"TIT2\x00\x00\x00\x05\x00\x00\x03call"  # one text frame
+    size = len(payload)
+    syncsafe = bytes([(size >> 21) & 0x7F, (size >> 14) & 0x7F, (size >> 7) & 0x7F, size & 0x7F])
+    return b"ID3\x04\x00\x00" + syncsafe + payload + body
+
+
+def chunked(data: bytes, size: int = 4096) -> list[bytes]:
+    """`data` cut into chunks, as an HTTP body would arrive."""
+    return [data[i : i + size] for i in range(0, len(data), size)]
