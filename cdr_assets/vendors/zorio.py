@@ -1,0 +1,566 @@
+"""Zorio PBX REST client: `GET /api/pbx/cdr` windows and paging, signed recording links.
+
+This module owns what the Zorio endpoints mean (seeds/zorio-pbx-cdr.txt): date windows capped at
+`max_window_days` and widened because the page does not say in which zone `from`/`to` are read,
+Laravel-style paging (`current_page`/`last_page`/`total`), 422/401 handling, and the signed
+recording URL from the CDR detail. Transport (session, retries, redaction) lives in
+`transport.py`; records are returned exactly as sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
+from typing import Any, ClassVar
+from urllib.parse import quote, urlencode, urljoin, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import dagster as dg
+import requests
+from pydantic import Field, PrivateAttr, field_validator
+
+from cdr_assets.errors import (
+    CdrCountMismatch,
+    PbxApiError,
+    PbxAuthError,
+    RecordingLinkExpired,
+    RecordingMissing,
+)
+from cdr_assets.vendors.base import (
+    CdrFetch,
+    CdrPage,
+    RecordingStream,
+    WindowCounter,
+    WindowPager,
+    extension_for,
+)
+from cdr_assets.vendors.transport import (
+    build_session,
+    decode_json_body,
+    redact_text,
+    request_failure,
+    url_path,
+)
+
+logger = dg.get_dagster_logger(__name__)
+
+CDR_LIST_PATH = "/api/pbx/cdr"
+#: `direction` values the list endpoint accepts.
+ZORIO_DIRECTIONS = ("inbound", "outbound", "internal", "local")
+_REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+
+
+def zorio_date_span(
+    first_day: date, last_day: date, *, timezone: str, query_timezone: str | None
+) -> tuple[date, date]:
+    """The `from`..`to` dates (inclusive) that cover the PBX-local days `first_day..last_day`.
+
+    With `query_timezone` unknown (None) each side is widened by a day, which covers the local
+    days whatever zone the server reads the dates in (offsets are under 24 h). With it known,
+    exactly the server dates overlapping the local days.
+    """
+    if first_day > last_day:
+        raise ValueError(f"first_day {first_day} is after last_day {last_day}")
+    if query_timezone is None:
+        return first_day - timedelta(days=1), last_day + timedelta(days=1)
+    local, server = ZoneInfo(timezone), ZoneInfo(query_timezone)
+    start = datetime.combine(first_day, dtime(0, 0), tzinfo=local)
+    last_instant = datetime.combine(last_day, dtime(23, 59, 59, 999999), tzinfo=local)
+    return start.astimezone(server).date(), last_instant.astimezone(server).date()
+
+
+def split_date_span(
+    span_from: date, span_to: date, max_window_days: int
+) -> list[tuple[date, date]]:
+    """Consecutive, non-overlapping windows with `(to - from).days <= max_window_days - 1`."""
+    if max_window_days < 1:
+        raise ValueError("max_window_days must be >= 1")
+    windows = []
+    current = span_from
+    while current <= span_to:
+        window_to = min(current + timedelta(days=max_window_days - 1), span_to)
+        windows.append((current, window_to))
+        current = window_to + timedelta(days=1)
+    return windows
+
+
+def validate_cdr_filters(
+    direction: str | None, extension: str | None, phone: str | None
+) -> dict[str, str]:
+    """The list endpoint's filters as query parameters, checked as the vendor's page states."""
+    params: dict[str, str] = {}
+    if direction is not None:
+        if direction not in ZORIO_DIRECTIONS:
+            raise ValueError(f"direction must be one of {ZORIO_DIRECTIONS}, got {direction!r}")
+        params["direction"] = direction
+    if extension is not None:
+        if not isinstance(extension, str) or not 3 <= len(extension) <= 20:
+            raise ValueError("extension must be a string of 3 to 20 characters")
+        params["extension"] = extension
+    if phone is not None:
+        if not isinstance(phone, str) or not 1 <= len(phone) <= 50:
+            raise ValueError("phone must be a string of 1 to 50 characters")
+        params["phone"] = phone
+    return params
+
+
+class _ZorioRuntime:
+    def __init__(self, session: requests.Session) -> None:
+        self.session = session
+
+
+_RUNTIME_INIT_LOCK = threading.Lock()
+
+
+class ZorioResource(dg.ConfigurableResource):
+    """Zorio PBX (REST, Bearer token): CDRs via `GET /api/pbx/cdr`, recordings via signed URLs.
+
+    A range of days is fetched in windows of at most `max_window_days` dates, each paged with
+    `per_page` and checked against the API's `total`. Recording links are minted right before
+    each download; the Bearer token is never sent to the (possibly foreign) recording host.
+
+    Example:
+        ```python
+        import datetime as dt
+
+        import dagster as dg
+
+        from cdr_assets.vendors import ZorioResource
+
+
+        @dg.asset
+        def yesterday_cdr_count(zorio: ZorioResource) -> int:
+            day = dt.date.today() - dt.timedelta(days=1)
+            fetch = zorio.fetch_cdrs(day, day)
+            return sum(len(page) for page in fetch.pages())
+
+
+        defs = dg.Definitions(
+            assets=[yesterday_cdr_count],
+            resources={
+                "zorio": ZorioResource(
+                    pbx_name="saigon",
+                    base_url="https://app.zorio.vn",
+                    api_token=dg.EnvVar("SAIGON_ZORIO_TOKEN"),
+                    timezone="Asia/Ho_Chi_Minh",
+                )
+            },
+        )
+        ```
+    """
+
+    vendor: ClassVar[str] = "zorio"
+
+    pbx_name: str = Field(description="Name of this PBX, used in error messages and logs.")
+    base_url: str = Field(description="Scheme and host of the API, e.g. https://app.zorio.vn.")
+    api_token: str = Field(
+        repr=False,
+        description="API token sent as 'Authorization: Bearer'. Pass it as dg.EnvVar; never "
+        "logged.",
+    )
+    timezone: str = Field(
+        description="IANA zone of the PBX's local clock (e.g. Asia/Ho_Chi_Minh); CDR windows "
+        "are PBX-local days."
+    )
+    per_page: int = Field(default=200, ge=1, le=200, description="Records per page (1..200).")
+    max_window_days: int = Field(
+        default=30,
+        ge=1,
+        description="Window cap of the account: each request spans at most this many dates "
+        "((to - from).days <= max_window_days - 1); the API answers 422 beyond its cap.",
+    )
+    query_timezone: str | None = Field(
+        default=None,
+        description="The zone the server reads from/to in; None = unknown: each local day is "
+        "fetched with from = day-1, to = day+1 so it is covered whatever the zone.",
+    )
+    user_agent: str = Field(default="cdr_assets", description="User-Agent header.")
+    verify_tls: bool = Field(default=True, description="Verify TLS certificates.")
+    ca_bundle_path: str | None = Field(
+        default=None, description="Path of a CA bundle (PEM) to verify the API's certificate."
+    )
+    timeout_s: float = Field(default=30, gt=0, description="Connect and read timeout, seconds.")
+    max_retries: int = Field(
+        default=5, ge=0, description="Retries of a request on connection errors, 429 and 5xx."
+    )
+    backoff_factor: float = Field(
+        default=0.5, ge=0, description="Exponential backoff factor between retries, seconds."
+    )
+    download_concurrency: int = Field(
+        default=4, ge=1, description="Concurrent recording downloads this client is sized for."
+    )
+
+    _runtime_state: _ZorioRuntime | None = PrivateAttr(default=None)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return value
+
+    @field_validator("timezone", "query_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone") from None
+        return value
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def _runtime(self) -> _ZorioRuntime:
+        runtime = self._runtime_state
+        if runtime is None:
+            with _RUNTIME_INIT_LOCK:
+                runtime = self._runtime_state
+                if runtime is None:
+                    verify: bool | str = self.verify_tls
+                    if self.verify_tls and self.ca_bundle_path:
+                        verify = self.ca_bundle_path
+                    runtime = _ZorioRuntime(
+                        build_session(
+                            user_agent=self.user_agent,
+                            max_retries=self.max_retries,
+                            backoff_factor=self.backoff_factor,
+                            verify_tls=verify,
+                            pool_size=self.download_concurrency + 4,
+                        )
+                    )
+                    self._runtime_state = runtime
+        return runtime
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP session (the resource reopens one if used again)."""
+        runtime, self._runtime_state = self._runtime_state, None
+        if runtime is not None:
+            runtime.session.close()
+
+    # ----------------------------------------------------------------- plumbing
+
+    def _api_get(
+        self,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        endpoint: str | None = None,
+        allow_redirects: bool = True,
+    ) -> requests.Response:
+        """GET an API path with the Bearer token; raises on 401/422/other errors, returns the
+        response (200, or a redirect when `allow_redirects` is False)."""
+        endpoint = endpoint or path
+        url = f"{self.base_url}{path}"
+        if params:
+            url += "?" + urlencode(params, quote_via=quote)
+        try:
+            response = self._runtime().session.get(
+                url,
+                headers={"Authorization": f"Bearer {self.api_token}", "Accept": "application/json"},
+                timeout=self.timeout_s,
+                allow_redirects=allow_redirects,
+            )
+        except requests.exceptions.RequestException as exc:
+            raise request_failure(self.pbx_name, endpoint, exc) from None
+        status = response.status_code
+        if status == 200 or (not allow_redirects and status in _REDIRECT_STATUSES):
+            return response
+        with contextlib.closing(response):
+            if status == 401:
+                raise PbxAuthError(
+                    self.pbx_name,
+                    endpoint,
+                    "api_token refused (Unauthenticated)",
+                    http_status=status,
+                )
+            if status == 422:
+                raise PbxApiError(
+                    self.pbx_name,
+                    endpoint,
+                    f"request rejected: {self._validation_message(response)}",
+                    http_status=status,
+                )
+            raise PbxApiError(self.pbx_name, endpoint, "unexpected HTTP status", http_status=status)
+
+    def _validation_message(self, response: requests.Response) -> str:
+        try:
+            payload = decode_json_body(self.pbx_name, "", response)
+        except PbxApiError:
+            return "(no JSON body)"
+        if not isinstance(payload, dict):
+            return "(unexpected body)"
+        parts = []
+        if isinstance(payload.get("message"), str):
+            parts.append(payload["message"])
+        errors = payload.get("errors")
+        if isinstance(errors, dict):
+            for field, messages in errors.items():
+                if isinstance(messages, list):
+                    messages = "; ".join(str(m) for m in messages)
+                parts.append(f"{field}: {messages}")
+        return redact_text(" | ".join(parts) or "(no message)")[:500]
+
+    def _get_json_object(
+        self, path: str, params: dict[str, Any] | None = None, *, endpoint: str | None = None
+    ) -> dict[str, Any]:
+        endpoint = endpoint or path
+        response = self._api_get(path, params, endpoint=endpoint)
+        with contextlib.closing(response):
+            payload = decode_json_body(self.pbx_name, endpoint, response)
+        if not isinstance(payload, dict):
+            raise PbxApiError(
+                self.pbx_name,
+                endpoint,
+                f"response is a JSON {type(payload).__name__}, not an object",
+            )
+        return payload
+
+    # ----------------------------------------------------------------- CDRs
+
+    def query_windows(self, first_day: date, last_day: date) -> list[tuple[date, date]]:
+        """The (from, to) date windows `fetch_cdrs` requests for these PBX-local days."""
+        span = zorio_date_span(
+            first_day, last_day, timezone=self.timezone, query_timezone=self.query_timezone
+        )
+        return split_date_span(*span, self.max_window_days)
+
+    def fetch_cdrs(
+        self,
+        first_day: date,
+        last_day: date,
+        *,
+        direction: str | None = None,
+        extension: str | None = None,
+        phone: str | None = None,
+    ) -> CdrFetch:
+        """CDRs covering the PBX-local days `first_day..last_day`, page by page.
+
+        Records outside those days may be returned (windows are widened unless
+        `query_timezone` is set): assign rows to days by `start_time`. Optional filters, checked
+        here as the vendor's page states: `direction` (inbound/outbound/internal/local),
+        `extension` (3-20 chars), `phone` (up to 50 chars).
+        """
+        filters = validate_cdr_filters(direction, extension, phone)
+        windows = []
+        for window_from, window_to in self.query_windows(first_day, last_day):
+            params = {"from": window_from.isoformat(), "to": window_to.isoformat(), **filters}
+            label = f"from={window_from.isoformat()} to={window_to.isoformat()}"
+            windows.append((label, self._window_pager(label, params)))
+        return CdrFetch(pbx=self.pbx_name, windows=windows)
+
+    def _window_pager(self, label: str, params: dict[str, Any]) -> WindowPager:
+        def pager(counter: WindowCounter) -> Iterator[CdrPage]:
+            for attempt in (1, 2):
+                counter.reset_pass()
+                yield from self._iter_list_pages(params, counter)
+                if counter.fetched == counter.api_total:
+                    return
+                if attempt == 1:
+                    counter.restarts += 1
+                    logger.warning(
+                        "PBX %r: window %s ended with %d records, total %s; fetching it again",
+                        self.pbx_name,
+                        label,
+                        counter.fetched,
+                        counter.api_total,
+                    )
+            raise CdrCountMismatch(
+                self.pbx_name,
+                CDR_LIST_PATH,
+                f"fetched {counter.fetched} of total {counter.api_total} for window {label} "
+                "(twice)",
+            )
+
+        return pager
+
+    def _iter_list_pages(self, params: dict[str, Any], counter: WindowCounter) -> Iterator[CdrPage]:
+        page = 1
+        while True:
+            payload = self._get_json_object(
+                CDR_LIST_PATH, {**params, "page": page, "per_page": self.per_page}
+            )
+            envelope = self._check_list_envelope(payload, page)
+            data: CdrPage = payload["data"]
+            counter.api_total = envelope["total"]
+            if data:
+                counter.fetched += len(data)
+                yield data
+            if envelope["current_page"] >= envelope["last_page"]:
+                return
+            page += 1
+
+    def _check_list_envelope(self, payload: dict[str, Any], page: int) -> dict[str, int]:
+        envelope: dict[str, int] = {}
+        for key in ("current_page", "last_page", "per_page", "total"):
+            value = payload.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise PbxApiError(
+                    self.pbx_name,
+                    CDR_LIST_PATH,
+                    f"page {page}: '{key}' is missing or not a "
+                    f"non-negative integer (got {type(value).__name__})",
+                )
+            envelope[key] = value
+        if not isinstance(payload.get("data"), list):
+            raise PbxApiError(
+                self.pbx_name,
+                CDR_LIST_PATH,
+                f"page {page}: 'data' is not a list (got {type(payload.get('data')).__name__})",
+            )
+        if envelope["current_page"] != page:
+            raise PbxApiError(
+                self.pbx_name,
+                CDR_LIST_PATH,
+                f"asked for page {page}, got current_page {envelope['current_page']}",
+            )
+        return envelope
+
+    # ----------------------------------------------------------------- detail, recordings
+
+    def _cdr_path(self, uuid: str, suffix: str = "") -> str:
+        if not isinstance(uuid, str) or not uuid.strip():
+            raise ValueError("uuid must be a non-empty string")
+        return f"{CDR_LIST_PATH}/{quote(uuid, safe='')}{suffix}"
+
+    def get_cdr(self, uuid: str) -> dict[str, Any]:
+        """`GET /api/pbx/cdr/{uuid}` -> its `data` object (with `recording` when there is one).
+
+        The `recording.url` in it is a signed link: do not log or store it.
+        """
+        endpoint = f"{CDR_LIST_PATH}/{{uuid}}"
+        payload = self._get_json_object(self._cdr_path(uuid), endpoint=endpoint)
+        data = payload.get("data")
+        if not isinstance(data, dict):
+            raise PbxApiError(self.pbx_name, endpoint, "'data' is missing or not an object")
+        return data
+
+    def recording_redirect_url(self, uuid: str) -> str:
+        """The signed recording URL from `GET /api/pbx/cdr/{uuid}/recording` (a 302; not
+        followed). A secret-bearing link: do not log or store it."""
+        endpoint = f"{CDR_LIST_PATH}/{{uuid}}/recording"
+        try:
+            response = self._api_get(
+                self._cdr_path(uuid, "/recording"), endpoint=endpoint, allow_redirects=False
+            )
+        except PbxApiError as exc:
+            if exc.http_status == 404:
+                raise RecordingMissing(
+                    self.pbx_name, endpoint, f"no recording for CDR {uuid!r}", http_status=404
+                ) from None
+            raise
+        with contextlib.closing(response):
+            location = response.headers.get("Location")
+            if response.status_code not in _REDIRECT_STATUSES or not location:
+                raise PbxApiError(
+                    self.pbx_name,
+                    endpoint,
+                    "expected a redirect with a Location header",
+                    http_status=response.status_code,
+                )
+        return urljoin(self.base_url + "/", location)
+
+    def open_recording(self, recording_ref: str) -> RecordingStream:
+        """Mint a signed link now (`GET /api/pbx/cdr/{uuid}`) and open the streamed download.
+
+        `recording_ref` is the CDR `uuid`. `expected_bytes` is `recording.file_size`. Raises
+        `RecordingMissing` (no recording object, `recording_available` false, 404),
+        `RecordingLinkExpired` (403/410 from the signed URL: mint again), `PbxApiError`
+        otherwise.
+        """
+        endpoint = f"{CDR_LIST_PATH}/{{uuid}}"
+        try:
+            cdr = self.get_cdr(recording_ref)
+        except PbxApiError as exc:
+            if exc.http_status == 404 and not isinstance(exc, PbxAuthError):
+                raise RecordingMissing(
+                    self.pbx_name, endpoint, f"CDR {recording_ref!r} not found", http_status=404
+                ) from None
+            raise
+        recording = cdr.get("recording")
+        if cdr.get("recording_available") is False or not recording:
+            raise RecordingMissing(
+                self.pbx_name, endpoint, f"CDR {recording_ref!r} has no recording"
+            )
+        if not isinstance(recording, dict):
+            raise PbxApiError(self.pbx_name, endpoint, "'data.recording' is not an object")
+        url = recording.get("url")
+        if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+            raise PbxApiError(
+                self.pbx_name, endpoint, "'data.recording.url' is missing or not an http(s) URL"
+            )
+        file_size = recording.get("file_size")
+        if file_size is not None and (
+            not isinstance(file_size, int) or isinstance(file_size, bool) or file_size < 0
+        ):
+            raise PbxApiError(
+                self.pbx_name, endpoint, "'data.recording.file_size' is not a non-negative integer"
+            )
+        return self.open_recording_url(url, recording_ref=recording_ref, expected_bytes=file_size)
+
+    def open_recording_url(
+        self, url: str, *, recording_ref: str = "", expected_bytes: int | None = None
+    ) -> RecordingStream:
+        """Open the streamed download of a signed recording URL (from `get_cdr` or
+        `recording_redirect_url`). Sends no Authorization header: the signature authorizes and
+        the host may be foreign. Raises `RecordingLinkExpired` (403/410), `RecordingMissing`
+        (404), `PbxApiError` otherwise."""
+        what = f"CDR {recording_ref!r}" if recording_ref else "signed URL"
+        endpoint = url_path(url)
+        try:
+            # No Authorization header: the signature authorizes, and the host may be foreign.
+            response = self._runtime().session.get(
+                url, stream=True, timeout=self.timeout_s, headers={"Accept-Encoding": "identity"}
+            )
+        except requests.exceptions.RequestException as exc:
+            raise request_failure(self.pbx_name, endpoint, exc) from None
+        status = response.status_code
+        if status != 200:
+            response.close()
+            if status in (403, 410):
+                raise RecordingLinkExpired(
+                    self.pbx_name,
+                    endpoint,
+                    f"{what}: signed link refused",
+                    http_status=status,
+                )
+            if status == 404:
+                raise RecordingMissing(
+                    self.pbx_name,
+                    endpoint,
+                    f"{what}: recording not found",
+                    http_status=status,
+                )
+            raise PbxApiError(
+                self.pbx_name, endpoint, f"{what}: download failed", http_status=status
+            )
+        content_type = response.headers.get("Content-Type", "")
+        media = content_type.split(";", 1)[0].strip().lower()
+        if "json" in media or media.startswith("text/"):
+            response.close()
+            raise PbxApiError(
+                self.pbx_name,
+                endpoint,
+                f"{what}: got {media!r} instead of audio",
+                http_status=status,
+            )
+        return RecordingStream(
+            pbx=self.pbx_name,
+            endpoint=endpoint,
+            response=response,
+            extension=extension_for(url_path(url), content_type),
+            expected_bytes=expected_bytes,
+        )
+
+    def download_slot(self, recording_ref: str) -> AbstractContextManager[None]:
+        """No vendor-imposed download limit: a no-op."""
+        return contextlib.nullcontext()

@@ -1,0 +1,64 @@
+"""Vendor resources pointed at a running simulator, for the vendor-client tests."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from typing import Any
+
+from cdr_assets.vendors import YeastarResource, ZorioResource
+
+#: A closed PBX-local day well in the past (the simulator serves any day deterministically).
+DAY = date(2026, 6, 15)
+
+
+def yeastar_client(sim: Any, **overrides: Any) -> YeastarResource:
+    """A YeastarResource for the simulator's Yeastar PBX (fast retries for tests)."""
+    cfg = sim.config.yeastar
+    settings: dict[str, Any] = dict(
+        pbx_name="hq",
+        base_url=sim.base_url,
+        client_id=cfg.client_id,
+        client_secret=cfg.client_secret,
+        timezone=cfg.timezone,
+        backoff_factor=0.01,
+        max_retries=3,
+        timeout_s=10,
+    )
+    settings.update(overrides)
+    return YeastarResource(**settings)
+
+
+def zorio_client(sim: Any, **overrides: Any) -> ZorioResource:
+    """A ZorioResource for the simulator's Zorio account (fast retries for tests)."""
+    cfg = sim.config.zorio
+    settings: dict[str, Any] = dict(
+        pbx_name="saigon",
+        base_url=sim.base_url,
+        api_token=cfg.api_token,
+        timezone=cfg.timezone,
+        backoff_factor=0.01,
+        max_retries=3,
+        timeout_s=10,
+    )
+    settings.update(overrides)
+    return ZorioResource(**settings)
+
+
+def collect(fetch: Any) -> list[dict]:
+    """Every record of a CdrFetch, pages concatenated."""
+    return [record for page in fetch.pages() for record in page]
+
+
+def settled_count(sim: Any, endpoint: str, settle_s: float = 0.05, timeout_s: float = 3.0) -> int:
+    """`sim.stats.count(endpoint)` once it stops changing: the simulator records a request after
+    writing its reply, so a client can see the reply a moment before the count moves."""
+    deadline = time.monotonic() + timeout_s
+    last = sim.stats.count(endpoint)
+    while time.monotonic() < deadline:
+        time.sleep(settle_s)
+        current = sim.stats.count(endpoint)
+        if current == last:
+            return current
+        last = current
+    return last

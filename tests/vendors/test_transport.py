@@ -1,0 +1,218 @@
+"""Transport: redaction of secrets, Retry-After handling, retries over real HTTP, error wrapping."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import socket
+import time
+
+import pytest
+import requests
+import urllib3.util.retry
+
+from cdr_assets.errors import PbxApiError
+from cdr_assets.vendors.transport import (
+    CappedRetry,
+    build_session,
+    decode_json_body,
+    install_log_redaction,
+    redact_text,
+    redact_url,
+    request_failure,
+)
+from tests.vendors.simclients import settled_count
+
+
+def make_session(**overrides: object) -> requests.Session:
+    settings: dict = dict(
+        user_agent="cdr_assets-test",
+        max_retries=3,
+        backoff_factor=0.01,
+        verify_tls=True,
+        pool_size=4,
+    )
+    settings.update(overrides)
+    return build_session(**settings)
+
+
+def zorio_list_url(sim) -> str:
+    return f"{sim.base_url}/api/pbx/cdr?page=1&per_page=1"
+
+
+def bearer(sim) -> dict[str, str]:
+    return {"Authorization": f"Bearer {sim.config.zorio.api_token}"}
+
+
+# --------------------------------------------------------------------------- redaction
+
+
+def test_redact_url_keeps_names_and_replaces_secret_values() -> None:
+    url = (
+        "https://pbx.example:8088/openapi/v1.0/cdr/search?start_time=05%2F30%2F2022%2000%3A00"
+        "&access_token=s4f8lGJgh28PuXt8KNsoPJCDcfjt21Uj&page=2"
+    )
+    assert redact_url(url) == (
+        "https://pbx.example:8088/openapi/v1.0/cdr/search?start_time=05%2F30%2F2022%2000%3A00"
+        "&access_token=***&page=2"
+    )
+
+
+def test_redact_url_strips_signed_link_parameters() -> None:
+    url = "https://app.zorio.vn/api/public/recordings/401/audio?expires=1782706011&signature=de93"
+    assert redact_url(url) == (
+        "https://app.zorio.vn/api/public/recordings/401/audio?expires=***&signature=***"
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["refresh_token", "token", "Signature", "X-Amz-Signature", "expires_at", "api_token"]
+)
+def test_redact_url_covers_every_secret_name(name: str) -> None:
+    assert redact_url(f"/p?{name}=SECRETVALUE&a=1") == f"/p?{name}=***&a=1"
+
+
+def test_redact_url_hides_password_in_userinfo() -> None:
+    assert "hunter2" not in redact_url("https://user:hunter2@host/path")
+
+
+def test_redact_text_rewrites_urllib3_debug_line() -> None:
+    line = 'http://127.0.0.1:80 "GET /openapi/v1.0/cdr/search?page=1&access_token=abc123 HTTP/1.1"'
+    assert "abc123" not in redact_text(line)
+    assert "access_token=***" in redact_text(line)
+
+
+def test_log_filter_redacts_urllib3_records(caplog: pytest.LogCaptureFixture) -> None:
+    install_log_redaction()
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("urllib3.connectionpool").debug(
+        '%s://%s:%s "%s %s %s" %s %s',
+        "https",
+        "pbx",
+        443,
+        "GET",
+        "/x?access_token=TOPSECRET&signature=SIG",
+        "HTTP/1.1",
+        200,
+        5,
+    )
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages and all("TOPSECRET" not in m and "SIG " not in m for m in messages)
+    assert "access_token=***" in messages[-1]
+
+
+# --------------------------------------------------------------------------- Retry-After
+
+
+@pytest.mark.parametrize("header", ["0", "-1", "-30", "soon", "1e999", "   "])
+def test_retry_after_that_is_not_a_positive_number_means_no_hint(header: str) -> None:
+    assert CappedRetry(backoff_max=10).parse_retry_after(header) == 0.0
+
+
+def test_retry_after_in_the_past_means_no_hint() -> None:
+    past = email.utils.formatdate(time.time() - 3600, usegmt=True)
+    assert CappedRetry(backoff_max=10).parse_retry_after(past) == 0.0
+
+
+def test_retry_after_is_capped_at_backoff_max() -> None:
+    retry = CappedRetry(backoff_max=7)
+    assert retry.parse_retry_after("3600") == 7
+    assert retry.parse_retry_after("2") == 2
+    assert retry.parse_retry_after("1.5") == 1.5
+
+
+def test_capped_retry_survives_new() -> None:
+    retry = CappedRetry(total=3, backoff_max=4).new(total=2)
+    assert isinstance(retry, CappedRetry)
+    assert retry.parse_retry_after("100") == 4
+
+
+# --------------------------------------------------------------------------- retries over HTTP
+
+
+def test_429_with_retry_after_is_retried_and_honoured(simulator, monkeypatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(urllib3.util.retry.time, "sleep", slept.append)
+    simulator.faults.fail_next("/api/pbx/cdr", 429, times=2, retry_after="1")
+    session = make_session()
+    response = session.get(zorio_list_url(simulator), headers=bearer(simulator), timeout=10)
+    assert response.status_code == 200
+    assert slept == [1.0, 1.0]  # before settled_count, which sleeps too
+    assert settled_count(simulator, "/api/pbx/cdr") == 3
+
+
+def test_503_is_retried_with_backoff(simulator) -> None:
+    simulator.faults.fail_next("/api/pbx/cdr", 503, times=2)
+    response = make_session().get(zorio_list_url(simulator), headers=bearer(simulator), timeout=10)
+    assert response.status_code == 200
+    assert settled_count(simulator, "/api/pbx/cdr") == 3
+
+
+@pytest.mark.parametrize("header", ["0", "-5"])
+def test_non_positive_retry_after_falls_back_to_backoff(simulator, monkeypatch, header) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(urllib3.util.retry.time, "sleep", slept.append)
+    simulator.faults.fail_next("/api/pbx/cdr", 429, times=3, retry_after=header)
+    session = make_session(backoff_factor=0.25)
+    response = session.get(zorio_list_url(simulator), headers=bearer(simulator), timeout=10)
+    assert response.status_code == 200
+    # urllib3: no sleep before the first retry, then backoff_factor * 2**(n-1).
+    assert slept == [0.5, 1.0]
+
+
+def test_huge_retry_after_is_capped(simulator, monkeypatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(urllib3.util.retry.time, "sleep", slept.append)
+    simulator.faults.fail_next("/api/pbx/cdr", 503, times=1, retry_after="86400")
+    session = make_session(backoff_max_s=2.0)
+    response = session.get(zorio_list_url(simulator), headers=bearer(simulator), timeout=10)
+    assert response.status_code == 200
+    assert slept == [2.0]
+
+
+def test_exhausted_retries_return_the_last_response(simulator) -> None:
+    simulator.faults.fail_next("/api/pbx/cdr", 503, times=10)
+    response = make_session(max_retries=2).get(
+        zorio_list_url(simulator), headers=bearer(simulator), timeout=10
+    )
+    assert response.status_code == 503
+    assert settled_count(simulator, "/api/pbx/cdr") == 3
+
+
+def test_user_agent_is_sent_on_every_request() -> None:
+    session = make_session(user_agent="probe-agent/1")
+    prepared = session.prepare_request(requests.Request("GET", "http://127.0.0.1/x"))
+    assert prepared.headers["User-Agent"] == "probe-agent/1"
+    with pytest.raises(ValueError, match="user_agent"):
+        make_session(user_agent=" ")
+
+
+# --------------------------------------------------------------------------- error wrapping
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_request_failure_message_has_no_url_or_token() -> None:
+    url = f"http://127.0.0.1:{closed_port()}/openapi/v1.0/cdr/search?access_token=SEKRIT"
+    session = make_session(max_retries=0)
+    with pytest.raises(requests.exceptions.ConnectionError) as caught:
+        session.get(url, timeout=2)
+    assert "SEKRIT" in str(caught.value)  # what requests would have leaked
+    error = request_failure("hq", "/openapi/v1.0/cdr/search", caught.value)
+    assert isinstance(error, PbxApiError)
+    assert "SEKRIT" not in str(error) and "127.0.0.1" not in str(error)
+    assert "connection failed" in str(error) and "'hq'" in str(error)
+
+
+def test_decode_json_body_names_an_html_page(simulator) -> None:
+    simulator.faults.fail_next(
+        "/api/pbx/cdr", 200, body=b"<html><body>Gateway</body></html>", content_type="text/html"
+    )
+    response = make_session().get(zorio_list_url(simulator), headers=bearer(simulator), timeout=10)
+    with pytest.raises(PbxApiError, match="HTML page") as caught:
+        decode_json_body("hq", "/api/pbx/cdr", response)
+    assert "text/html" in str(caught.value) and "Gateway" not in str(caught.value)
