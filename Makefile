@@ -2,7 +2,6 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEMO_PORT ?= 8765
 
 .PHONY: demo test dev lint bench clean
 
@@ -11,8 +10,23 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+## demo: simulator + both demo PBXs, last 3 closed days -> data/ (Parquet, DuckDB, recordings)
+demo: $(VENV)/.installed
+	$(PY) -m cdr_assets.demo run
+
+## test: the whole suite (starts its own simulator and S3 server on loopback)
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
+## dev: the Dagster UI (http://127.0.0.1:3000) on the demo config, simulator running
+dev: $(VENV)/.installed
+	$(PY) -m cdr_assets.demo ui
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+
+bench: $(VENV)/.installed
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf data .dagster_home

@@ -45,6 +45,11 @@ class StorageConfig(_Strict):
     data_dir: str = "./data"
     duckdb_path: str = "./data/cdr.duckdb"
     recordings_dir: str = "./data/recordings"
+    recordings_storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec options for recordings_dir, e.g. {client_kwargs: {endpoint_url: "
+        "...}} for an S3-compatible store; credentials come from the environment",
+    )
 
 
 class PbxConfigBase(_Strict):

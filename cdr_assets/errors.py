@@ -16,7 +16,7 @@ class ConfigError(CdrAssetsError):
 
 
 class PbxApiError(CdrAssetsError):
-    """A PBX API call failed: HTTP error, vendor errcode, or a body that is not what the page says."""
+    """A PBX API call failed: HTTP error, vendor errcode, or a body unlike the vendor's page."""
 
     def __init__(
         self,

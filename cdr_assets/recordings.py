@@ -92,7 +92,11 @@ class _Progress:
             elapsed = max(now - self.started, 1e-9)
             self.log.info(
                 "%s: recordings %d/%d, %.1f MB, %.2f MB/s",
-                self.label, self.done, self.total, self.bytes / 1e6, self.bytes / 1e6 / elapsed,
+                self.label,
+                self.done,
+                self.total,
+                self.bytes / 1e6,
+                self.bytes / 1e6 / elapsed,
             )
 
 
@@ -217,7 +221,9 @@ class RecordingArchiver:
                 progress.add(0)
                 self.log.warning("%s: recording of %s is missing: %s", self.pbx, task.cdr_id, exc)
                 return self._row(
-                    task, status="missing", attempts=attempts_before + attempt,
+                    task,
+                    status="missing",
+                    attempts=attempts_before + attempt,
                     error=describe_error(exc),
                 )
             except RecordingLinkExpired as exc:
@@ -234,7 +240,9 @@ class RecordingArchiver:
             task, status="failed", attempts=attempts_before + self.max_attempts, error=error
         )
 
-    def _row(self, task: RecordingTask, *, status: str, attempts: int, **fields: object) -> ManifestRow:
+    def _row(
+        self, task: RecordingTask, *, status: str, attempts: int, **fields: object
+    ) -> ManifestRow:
         base = ManifestRow(
             pbx=self.pbx,
             vendor=self.client.vendor,

@@ -4,8 +4,6 @@ Wiring only: the vendor client pages the API, the normalizer builds Arrow, the P
 swaps the day in atomically, `ensure_views` keeps DuckDB's `cdr` view pointing at the files.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
@@ -29,8 +27,14 @@ from cdr_assets.storage.parquet import PartitionWriter
 from cdr_assets.vendors.base import PbxClient
 
 PREVIEW_COLUMNS = [
-    "cdr_id", "start_time", "direction", "disposition", "caller_number", "callee_number",
-    "talk_s", "has_recording",
+    "cdr_id",
+    "start_time",
+    "direction",
+    "disposition",
+    "caller_number",
+    "callee_number",
+    "talk_s",
+    "has_recording",
 ]
 VIEW_SCHEMAS = {"cdr": CDR_SCHEMA, "recordings": RECORDINGS_SCHEMA}
 
@@ -122,7 +126,11 @@ def build_cdr_asset(
             day_stats = fetch_cdr_day(client, pbx, storage, day, preview=preview)
             context.log.info(
                 "%s %s: %d CDRs written (API total %d, %d outside the day)",
-                pbx.name, day, day_stats.rows, day_stats.api_total, day_stats.outside_day,
+                pbx.name,
+                day,
+                day_stats.rows,
+                day_stats.api_total,
+                day_stats.outside_day,
             )
             stats.append(day_stats)
         ensure_views(storage.duckdb_path, storage.data_dir, VIEW_SCHEMAS)

@@ -31,9 +31,7 @@ def build_pbx_definitions(
     assets = [cdr]
     if pbx.archive_recordings:
         assets.append(build_recordings_asset(pbx, storage, partitions, resource_key, cdr.key))
-    job = dg.define_asset_job(
-        f"{pbx.name}_daily_job", selection=assets, partitions_def=partitions
-    )
+    job = dg.define_asset_job(f"{pbx.name}_daily_job", selection=assets)
     return dg.Definitions(
         assets=assets,
         jobs=[job],
@@ -47,5 +45,8 @@ def build_definitions(
 ) -> dg.Definitions:
     """Every PBX of one config; the entry point for users assembling their own Definitions."""
     return dg.Definitions.merge(
-        *(build_pbx_definitions(pbx, config.storage, retry_policy=retry_policy) for pbx in config.pbxs)
+        *(
+            build_pbx_definitions(pbx, config.storage, retry_policy=retry_policy)
+            for pbx in config.pbxs
+        )
     )

@@ -4,8 +4,6 @@ Wiring only: which CDRs have recordings comes from the committed `cdr` partition
 with each is `RecordingArchiver`'s policy, where bytes and manifest rows go is storage's.
 """
 
-from __future__ import annotations
-
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date
@@ -70,6 +68,7 @@ def build_recordings_asset(
         deps=[cdr_key],
         group_name=pbx.name,
         partitions_def=partitions,
+        pool=f"pbx_{pbx.name}",
         backfill_policy=dg.BackfillPolicy.single_run(),
         required_resource_keys={resource_key},
         check_specs=recordings_check_specs(key),
@@ -85,7 +84,7 @@ def build_recordings_asset(
         client: PbxClient = getattr(context.resources, resource_key)
         archiver = RecordingArchiver(
             client,
-            RecordingArchive(storage.recordings_dir),
+            RecordingArchive(storage.recordings_dir, storage.recordings_storage_options),
             pbx=pbx.name,
             concurrency=pbx.recording_concurrency,
             max_attempts=pbx.recording_attempts,
@@ -105,8 +104,13 @@ def build_recordings_asset(
             seconds += outcome.seconds
             context.log.info(
                 "%s %s: %s (%d downloaded, %d already archived, %.1f MB at %.2f MB/s)",
-                pbx.name, day, dict(outcome.counts), outcome.downloaded, outcome.skipped,
-                outcome.bytes_downloaded / 1e6, outcome.mb_per_s,
+                pbx.name,
+                day,
+                dict(outcome.counts),
+                outcome.downloaded,
+                outcome.skipped,
+                outcome.bytes_downloaded / 1e6,
+                outcome.mb_per_s,
             )
         if counts["failed"]:
             context.log.warning(

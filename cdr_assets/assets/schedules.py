@@ -1,18 +1,17 @@
 """A daily schedule per PBX: the day that just closed, plus recent days again, after a lag."""
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 from datetime import timedelta
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from cdr_assets.assets.partitions import PARTITION_FORMAT
 from cdr_assets.config import PbxConfigBase
 
 
 def build_daily_schedule(
-    pbx: PbxConfigBase, job: dg.UnresolvedAssetJobDefinition
+    pbx: PbxConfigBase, job: dg.JobDefinition | UnresolvedAssetJobDefinition
 ) -> dg.ScheduleDefinition:
     """Runs at local midnight + `schedule_lag_minutes`, so calls that ended after midnight and
     late CDRs are in; it also re-runs the `schedule_rerun_days` days before, which picks up

@@ -1,0 +1,162 @@
+"""RecordingArchiver against the simulator: expiry, damage, retries, vendor concurrency."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from cdr_assets.recordings import RecordingArchiver, RecordingTask, describe_error
+from cdr_assets.simulator import Simulator
+from cdr_assets.storage.archive import RecordingArchive
+from cdr_assets.vendors import YeastarResource, ZorioResource
+
+DAY = date(2026, 6, 27)
+
+
+def _zorio(sim: Simulator, **fields: object) -> ZorioResource:
+    return ZorioResource(
+        pbx_name="saigon",
+        base_url=sim.base_url,
+        api_token="demo-token",
+        timezone=sim.config.zorio.timezone,
+        max_retries=1,
+        **fields,
+    )
+
+
+def _yeastar(sim: Simulator, **fields: object) -> YeastarResource:
+    return YeastarResource(
+        pbx_name="hq",
+        base_url=sim.base_url,
+        client_id="demo-client",
+        client_secret="demo-secret",
+        timezone=sim.config.yeastar.timezone,
+        max_retries=1,
+        **fields,
+    )
+
+
+def _tasks(sim: Simulator, vendor: str, limit: int | None = None) -> list[RecordingTask]:
+    tasks = []
+    for call in sim.calls(vendor, DAY):
+        if vendor == "zorio" and call["recording_available"]:
+            tasks.append(RecordingTask(call["uuid"], call["uuid"], DAY))
+        elif vendor == "yeastar" and call.get("record_file"):
+            tasks.append(RecordingTask(call["uid"], call["record_file"], DAY))
+    return tasks[:limit]
+
+
+def _archiver(client: object, root: Path, **options: object) -> RecordingArchiver:
+    return RecordingArchiver(
+        client,
+        RecordingArchive(str(root)),
+        pbx="p",
+        retry_pause_s=0.01,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def test_download_slower_than_the_link_lifetime_completes(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator(calls_per_day=12, zorio={"link_ttl": 2})
+    (task,) = _tasks(sim, "zorio", limit=1)
+    sim.faults.recording_seconds[task.recording_ref] = 4  # 64 KB of audio
+    sim.faults.throttle_bytes_per_s = 16_000  # ~4 s to download a link valid for 2 s
+    outcome = _archiver(_zorio(sim), tmp_path).archive_partition([task], {})
+    (row,) = outcome.rows
+    assert row.status == "archived", row.error
+    assert outcome.seconds > 2
+    assert row.sha256 == sim.recording_sha256("zorio", task.recording_ref)
+
+
+def test_expired_link_is_minted_again(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator(calls_per_day=12)
+    (task,) = _tasks(sim, "zorio", limit=1)
+    sim.faults.fail_next("/api/public/recordings", 403, body=b'{"message":"Invalid signature."}')
+    (row,) = _archiver(_zorio(sim), tmp_path).archive_partition([task], {}).rows
+    assert (row.status, row.attempts) == ("archived", 2)
+    assert sim.stats.count("/api/pbx/cdr/{uuid}") == 2  # a fresh link per attempt
+
+
+@pytest.mark.parametrize("fault", ["truncate_next_recordings", "corrupt_next_recordings"])
+def test_damaged_body_is_retried_never_archived(
+    make_simulator: Callable[..., Simulator], tmp_path: Path, fault: str
+) -> None:
+    sim = make_simulator(calls_per_day=12)
+    (task,) = _tasks(sim, "yeastar", limit=1)
+    setattr(sim.faults, fault, 1)
+    (row,) = _archiver(_yeastar(sim), tmp_path).archive_partition([task], {}).rows
+    assert (row.status, row.attempts) == ("archived", 2)
+    stored = Path(row.uri).read_bytes()
+    assert hashlib.sha256(stored).hexdigest() == row.sha256
+    assert row.sha256 == sim.recording_sha256("yeastar", task.recording_ref)
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]
+
+
+def test_persistent_damage_ends_failed_and_rerun_retries_it(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator(calls_per_day=12)
+    (task,) = _tasks(sim, "zorio", limit=1)
+    sim.faults.corrupt_next_recordings = 3
+    archiver = _archiver(_zorio(sim), tmp_path, max_attempts=3)
+    (failed,) = archiver.archive_partition([task], {}).rows
+    assert failed.status == "failed" and failed.attempts == 3
+    assert "header" in (failed.error or "") or "RIFF" in (failed.error or "")
+    assert not list(tmp_path.rglob("*.wav"))
+    (retried,) = archiver.archive_partition([task], {task.cdr_id: failed}).rows
+    assert (retried.status, retried.attempts) == ("archived", 4)
+
+
+def test_mp3_downloads_are_one_at_a_time(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator(calls_per_day=40, yeastar={"recording_format": "mp3"})
+    tasks = _tasks(sim, "yeastar")
+    assert len(tasks) > 4 and all(t.recording_ref.endswith(".mp3") for t in tasks)
+    outcome = _archiver(_yeastar(sim), tmp_path, concurrency=4).archive_partition(tasks, {})
+    assert {row.status for row in outcome.rows} == {"archived"}
+    assert sim.stats.max_concurrent_mp3 == 1
+    assert {row.content_type for row in outcome.rows} == {"audio/mpeg"}
+
+
+def test_wav_downloads_run_in_parallel_and_progress_is_logged(
+    make_simulator: Callable[..., Simulator], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = make_simulator(calls_per_day=40)
+    tasks = _tasks(sim, "zorio")
+    caplog.set_level(logging.INFO)
+    outcome = _archiver(_zorio(sim), tmp_path, concurrency=4, progress_every_s=0).archive_partition(
+        tasks, {}
+    )
+    assert outcome.counts["archived"] == len(tasks)
+    assert outcome.bytes_downloaded == sum(row.bytes or 0 for row in outcome.rows)
+    progress = [r.getMessage() for r in caplog.records if "recordings " in r.getMessage()]
+    assert progress[-1].startswith(f"p {DAY}: recordings {len(tasks)}/{len(tasks)}")
+    assert "MB/s" in progress[-1]
+
+
+def test_previous_archived_row_is_kept_without_a_request(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator(calls_per_day=12)
+    (task,) = _tasks(sim, "zorio", limit=1)
+    archiver = _archiver(_zorio(sim), tmp_path)
+    (row,) = archiver.archive_partition([task], {}).rows
+    requests_before = len(sim.stats.requests)
+    (again,) = archiver.archive_partition([task], {task.cdr_id: row}).rows
+    assert again == row and len(sim.stats.requests) == requests_before
+
+
+def test_error_descriptions_drop_signed_query_values() -> None:
+    error = OSError("GET http://h/a.wav?expires=1&signature=abc123&access_token=tok9 failed")
+    text = describe_error(error)
+    assert "abc123" not in text and "tok9" not in text and "signature=***" in text
