@@ -60,6 +60,7 @@ class PbxConfigBase(_Strict):
     timezone: str
     start_date: date
     verify_tls: bool = True
+    ca_bundle_path: str | None = None
     timeout_s: float = Field(default=30, gt=0)
     max_retries: int = Field(default=5, ge=0, le=20)
     user_agent: str = "cdr_assets"
@@ -102,6 +103,7 @@ class PbxConfigBase(_Strict):
             "base_url": _value(self.base_url),
             "timezone": self.timezone,
             "verify_tls": self.verify_tls,
+            "ca_bundle_path": self.ca_bundle_path,
             "timeout_s": self.timeout_s,
             "max_retries": self.max_retries,
             "user_agent": self.user_agent,

@@ -144,6 +144,22 @@ def test_wav_downloads_run_in_parallel_and_progress_is_logged(
     assert "MB/s" in progress[-1]
 
 
+def test_one_slow_recording_does_not_stall_the_others(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator(calls_per_day=40)
+    slow, *others = _tasks(sim, "zorio")
+    sim.faults.recording_seconds[slow.recording_ref] = 600  # 9.6 MB among ~1 MB files
+    sim.faults.throttle_bytes_per_s = 4_000_000
+    outcome = _archiver(_zorio(sim), tmp_path, concurrency=2).archive_partition(
+        [slow, *others], {}
+    )
+    finished = {row.cdr_id: row.archived_at for row in outcome.rows}
+    assert {row.status for row in outcome.rows} == {"archived"}
+    finished_meanwhile = [t for t in others if finished[t.cdr_id] < finished[slow.cdr_id]]
+    assert len(finished_meanwhile) >= 3  # the other worker kept going
+
+
 def test_previous_archived_row_is_kept_without_a_request(
     make_simulator: Callable[..., Simulator], tmp_path: Path
 ) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import fsspec
 import pytest
 
-from tests.assets.conftest import DAY, Pipeline
+from tests.assets.conftest import DAY, SECRETS, Pipeline
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -94,9 +97,9 @@ def test_rerun_skips_intact_repairs_corrupt_keeps_one_row_each(
 
 
 def test_listed_recording_that_404s_is_missing_with_reason_and_not_retried_forever(
-    make_pipeline: Callable[..., Pipeline],
+    make_pipeline: Callable[..., Pipeline], archive_storage: dict[str, Any]
 ) -> None:
-    pipeline = make_pipeline(zorio={"missing_rechecks": 2})
+    pipeline = make_pipeline(zorio={"missing_rechecks": 2}, storage=archive_storage)
     pipeline.materialize("saigon/cdr", DAY.isoformat())
     victim, ref = sorted(_with_recording(pipeline, "saigon").items())[0]
     pipeline.sim.faults.missing_recordings.add(ref)
@@ -114,8 +117,10 @@ def test_listed_recording_that_404s_is_missing_with_reason_and_not_retried_forev
     assert _manifest(pipeline, "saigon")[victim][:1] == ("missing",)
 
 
-def test_late_recording_is_picked_up_by_a_rerun(make_pipeline: Callable[..., Pipeline]) -> None:
-    pipeline = make_pipeline()
+def test_late_recording_is_picked_up_by_a_rerun(
+    make_pipeline: Callable[..., Pipeline], archive_storage: dict[str, Any]
+) -> None:
+    pipeline = make_pipeline(storage=archive_storage)
     calls = pipeline.sim.calls("yeastar", DAY)
     late = next(c for c in calls if c.get("record_file"))
     pipeline.sim.faults.withheld_recordings.add(late["record_file"])
@@ -136,3 +141,27 @@ def test_month_old_partition_backfills_recordings(make_pipeline: Callable[..., P
     statuses = pipeline.query("SELECT DISTINCT status FROM recordings")
     assert statuses == [("archived",)]
     assert pipeline.query("SELECT count(DISTINCT call_date) FROM recordings") == [(2,)]
+
+
+def test_no_secret_or_signed_link_reaches_logs_metadata_or_files(
+    make_pipeline: Callable[..., Pipeline], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    pipeline = make_pipeline()
+    pipeline.sim.faults.fail_next("/api/public/recordings", 403)  # an expired-link path too
+    results = [
+        pipeline.materialize(f"{pbx}/cdr,{pbx}/recordings", DAY.isoformat())
+        for pbx in ("hq", "saigon")
+    ]
+    texts = [record.getMessage() for record in caplog.records]
+    for result in results:
+        for event in pipeline.instance.all_logs(result.run_id):
+            texts.append(repr(event))
+    data_dir = Path(pipeline.config.storage.data_dir)
+    texts += [p.read_bytes().decode("latin-1") for p in data_dir.rglob("*.parquet")]
+    texts.append(Path(pipeline.config.storage.duckdb_path).read_bytes().decode("latin-1"))
+    leaks = re.compile(
+        "|".join([*map(re.escape, SECRETS.values()), r"(signature|access_token)=(?!\*\*\*)"])
+    )
+    assert texts and not [m.group(0) for text in texts if (m := leaks.search(text))]
+    assert any("access_token=***" in text for text in texts)  # redacted, not absent
