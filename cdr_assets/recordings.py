@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -129,26 +129,24 @@ class RecordingArchiver:
     def archive_partition(
         self, tasks: list[RecordingTask], previous: dict[str, ManifestRow]
     ) -> ArchiveOutcome:
-        """Bring every task to a manifest row; returns rows in task order."""
+        """Bring every task to a manifest row; returns rows in task order.
+
+        Verifying an archived file (a full sha256 read) runs in the same worker pool as the
+        downloads, so a re-run over a large archive is as parallel as a first run.
+        """
         started = time.monotonic()
-        kept: dict[str, ManifestRow] = {}
-        to_fetch: list[tuple[RecordingTask, ManifestRow | None]] = []
-        for task in tasks:
-            prior = previous.get(task.cdr_id)
-            if self._still_good(prior):
-                kept[task.cdr_id] = prior
-            else:
-                to_fetch.append((task, prior))
         label = f"{self.pbx} {tasks[0].call_date}" if tasks else self.pbx
-        if kept:
-            self.log.info("%s: %d recordings already archived and intact", label, len(kept))
-        progress = _Progress(len(to_fetch), self.log, label, self.progress_every_s)
-        fetched = dict(self._run_bounded(to_fetch, progress))
-        rows = [kept.get(task.cdr_id) or fetched[task.cdr_id] for task in tasks]
+        progress = _Progress(len(tasks), self.log, label, self.progress_every_s)
+        work = [(task, previous.get(task.cdr_id)) for task in tasks]
+        done = dict(self._run_bounded(work, progress))
+        rows = [done[task.cdr_id][0] for task in tasks]
+        skipped = sum(1 for _, kept in done.values() if kept)
+        if skipped:
+            self.log.info("%s: %d recordings already archived and intact", label, skipped)
         return ArchiveOutcome(
             rows=rows,
-            downloaded=len(to_fetch),
-            skipped=len(kept),
+            downloaded=len(tasks) - skipped,
+            skipped=skipped,
             bytes_downloaded=progress.bytes,
             seconds=time.monotonic() - started,
         )
@@ -167,23 +165,31 @@ class RecordingArchiver:
             )
         return False
 
+    def _settle(
+        self, task: RecordingTask, prior: ManifestRow | None, progress: _Progress
+    ) -> tuple[ManifestRow, bool]:
+        """(row, kept): the prior row if it still holds, else the outcome of a download."""
+        if prior is not None and self._still_good(prior):
+            progress.add(0)
+            return prior, True
+        return self._archive_one(task, prior, progress), False
+
     def _run_bounded(
         self, work: list[tuple[RecordingTask, ManifestRow | None]], progress: _Progress
-    ) -> Iterator[tuple[str, ManifestRow]]:
+    ) -> Iterator[tuple[str, tuple[ManifestRow, bool]]]:
         """Keep at most 2×concurrency futures alive so a huge day doesn't queue a million."""
-        pending: set[Future[ManifestRow]] = set()
-        items: Iterable[tuple[RecordingTask, ManifestRow | None]] = iter(work)
+        pending: set[Future[tuple[ManifestRow, bool]]] = set()
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"rec-{self.pbx}") as pool:
-            for task, prior in items:
-                pending.add(pool.submit(self._archive_one, task, prior, progress))
+            for task, prior in work:
+                pending.add(pool.submit(self._settle, task, prior, progress))
                 if len(pending) >= 2 * self.concurrency:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        row = future.result()
-                        yield row.cdr_id, row
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        row, kept = future.result()
+                        yield row.cdr_id, (row, kept)
             for future in pending:
-                row = future.result()
-                yield row.cdr_id, row
+                row, kept = future.result()
+                yield row.cdr_id, (row, kept)
 
     def _archive_one(
         self, task: RecordingTask, prior: ManifestRow | None, progress: _Progress

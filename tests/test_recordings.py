@@ -151,9 +151,7 @@ def test_one_slow_recording_does_not_stall_the_others(
     slow, *others = _tasks(sim, "zorio")
     sim.faults.recording_seconds[slow.recording_ref] = 600  # 9.6 MB among ~1 MB files
     sim.faults.throttle_bytes_per_s = 4_000_000
-    outcome = _archiver(_zorio(sim), tmp_path, concurrency=2).archive_partition(
-        [slow, *others], {}
-    )
+    outcome = _archiver(_zorio(sim), tmp_path, concurrency=2).archive_partition([slow, *others], {})
     finished = {row.cdr_id: row.archived_at for row in outcome.rows}
     assert {row.status for row in outcome.rows} == {"archived"}
     finished_meanwhile = [t for t in others if finished[t.cdr_id] < finished[slow.cdr_id]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from cdr_assets.assets.cdr import build_cdr_asset
@@ -27,10 +29,13 @@ def build_pbx_definitions(
     partitions = daily_partitions(pbx)
     resource_key = resource_key_for(pbx)
     resource = VENDOR_RESOURCES[pbx.vendor](**pbx.resource_settings())
-    cdr = build_cdr_asset(pbx, storage, partitions, resource_key, retry_policy)
-    assets = [cdr]
-    if pbx.archive_recordings:
-        assets.append(build_recordings_asset(pbx, storage, partitions, resource_key, cdr.key))
+    with warnings.catch_warnings():
+        # BackfillPolicy is beta, yet it is Dagster's way to run a range of days as one run.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        cdr = build_cdr_asset(pbx, storage, partitions, resource_key, retry_policy)
+        assets = [cdr]
+        if pbx.archive_recordings:
+            assets.append(build_recordings_asset(pbx, storage, partitions, resource_key, cdr.key))
     job = dg.define_asset_job(f"{pbx.name}_daily_job", selection=assets)
     return dg.Definitions(
         assets=assets,
