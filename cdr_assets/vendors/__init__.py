@@ -1,10 +1,12 @@
 """PBX API clients: one `dagster.ConfigurableResource` per vendor, all speaking `PbxClient`.
 
-Adding a vendor: a new module with a resource implementing `PbxClient`, and one line in
-`VENDOR_RESOURCES`.
+Adding a vendor: a new module with a `PbxResource` subclass (its credentials, endpoints and
+quirks; the common settings, session lifecycle and HTTP plumbing are inherited) implementing
+`PbxClient`, and one line in `VENDOR_RESOURCES`.
 """
 
 from cdr_assets.vendors.base import CdrFetch, CdrPage, PbxClient, RecordingStream
+from cdr_assets.vendors.resource import PbxResource
 from cdr_assets.vendors.transport import build_session, install_log_redaction, redact_url
 from cdr_assets.vendors.yeastar import YeastarDisplayFormat, YeastarResource
 from cdr_assets.vendors.zorio import ZorioResource
@@ -20,6 +22,7 @@ __all__ = [
     "CdrFetch",
     "CdrPage",
     "PbxClient",
+    "PbxResource",
     "RecordingStream",
     "YeastarDisplayFormat",
     "YeastarResource",

@@ -3,14 +3,16 @@
 This module owns what the Yeastar endpoints mean (research/yeastar-p-series.md): the token
 life cycle (cache, refresh before expiry, one re-authentication on 10004, never a get_token loop),
 errors carried as `errcode` in HTTP 200 bodies, window strings in the PBX's display format, paging
-against `total_number`, and the two-step recording download. Transport (session, retries,
-redaction) lives in `transport.py`; records are returned exactly as sent (normalization is
+against `total_number`, and the two-step recording download. The common settings, session
+lifecycle and request plumbing are `PbxResource`'s (`resource.py`), transport (retries,
+redaction) is `transport.py`'s; records are returned exactly as sent (normalization is
 `cdr_assets.normalize`'s job).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import threading
 import time
@@ -19,36 +21,18 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from datetime import time as dtime
-from typing import Any, ClassVar, NoReturn
-from urllib.parse import quote, urlencode
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, ClassVar, NoReturn, cast
+from urllib.parse import urlencode
 
 import dagster as dg
 import orjson
 import requests
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, field_validator
 
-from cdr_assets.errors import (
-    CdrCountMismatch,
-    PbxApiError,
-    PbxAuthError,
-    RecordingLinkExpired,
-    RecordingMissing,
-)
-from cdr_assets.vendors.base import (
-    CdrFetch,
-    CdrPage,
-    RecordingStream,
-    WindowCounter,
-    WindowPager,
-    extension_for,
-)
-from cdr_assets.vendors.transport import (
-    build_session,
-    decode_json_body,
-    redact_text,
-    request_failure,
-)
+from cdr_assets.errors import PbxApiError, PbxAuthError, RecordingLinkExpired, RecordingMissing
+from cdr_assets.vendors.base import CdrFetch, CdrPage, RecordingStream, WindowCounter
+from cdr_assets.vendors.resource import PbxResource, PbxRuntime, is_count
+from cdr_assets.vendors.transport import redact_text
 
 logger = dg.get_dagster_logger(__name__)
 
@@ -80,9 +64,6 @@ DOWNLOAD_ENDPOINT_LABEL = "/api/download/..."
 #: Documented lifetimes, used when a token response omits them.
 DEFAULT_ACCESS_TTL_S = 1800
 DEFAULT_REFRESH_TTL_S = 86400
-
-#: `status` values documented for `cdr/search` (passed through as given).
-CDR_SEARCH_STATUSES = ("ANSWERED", "NO ANSWER", "BUSY", "FAILED", "VOICEMAIL")
 
 _DATE_TOKENS = {"YYYY": "%Y", "MM": "%m", "DD": "%d"}
 _DATE_FORMAT_RE = re.compile(r"^(YYYY|MM|DD)([/-])(YYYY|MM|DD)\2(YYYY|MM|DD)$")
@@ -160,11 +141,11 @@ class _Tokens:
     refresh_usable_until: float  # monotonic
 
 
-class _YeastarRuntime:
+class _YeastarRuntime(PbxRuntime):
     """Per-resource-instance state: session, token cache, display format, MP3 slot."""
 
     def __init__(self, session: requests.Session) -> None:
-        self.session = session
+        super().__init__(session)
         self.token_lock = threading.Lock()
         self.tokens: _Tokens | None = None
         self.auth_failure: PbxAuthError | None = None
@@ -174,10 +155,7 @@ class _YeastarRuntime:
         self.mp3_seen = False
 
 
-_RUNTIME_INIT_LOCK = threading.Lock()
-
-
-class YeastarResource(dg.ConfigurableResource):
+class YeastarResource(PbxResource):
     """Yeastar P-Series PBX (OpenAPI v1.0): CDRs via `cdr/search` and recording downloads.
 
     Holds one access token per resource instance (refreshed before expiry, rotated with the
@@ -217,18 +195,10 @@ class YeastarResource(dg.ConfigurableResource):
 
     vendor: ClassVar[str] = "yeastar"
 
-    pbx_name: str = Field(description="Name of this PBX, used in error messages and logs.")
-    base_url: str = Field(
-        description="Scheme, host and port of the PBX, e.g. https://192.0.2.10:8088 (no path)."
-    )
     client_id: str = Field(description="Client ID of the PBX API app (Integrations > API).")
     client_secret: str = Field(
         repr=False,
         description="Client Secret of the PBX API app. Pass it as dg.EnvVar; never logged.",
-    )
-    timezone: str = Field(
-        description="IANA zone of the PBX's local clock (e.g. Asia/Singapore); CDR windows are "
-        "PBX-local days."
     )
     api_path: str = Field(default="openapi/v1.0", description="API prefix below base_url.")
     page_size: int = Field(
@@ -244,56 +214,17 @@ class YeastarResource(dg.ConfigurableResource):
         description="Override of the PBX clock: 12 or 24; None detects it from "
         "system/information (a trailing AM/PM means 12).",
     )
-    user_agent: str = Field(
-        default="cdr_assets", description="User-Agent header (the PBX requires one)."
-    )
-    verify_tls: bool = Field(
-        default=True, description="Verify the PBX's TLS certificate (see also ca_bundle_path)."
-    )
-    ca_bundle_path: str | None = Field(
-        default=None,
-        description="Path of a CA bundle (PEM) to verify a PBX's self-signed certificate with.",
-    )
-    timeout_s: float = Field(default=30, gt=0, description="Connect and read timeout, seconds.")
-    max_retries: int = Field(
-        default=5, ge=0, description="Retries of a request on connection errors, 429 and 5xx."
-    )
-    backoff_factor: float = Field(
-        default=0.5, ge=0, description="Exponential backoff factor between retries, seconds."
-    )
     token_refresh_margin_s: int = Field(
         default=120,
         ge=0,
         description="Refresh the access token this many seconds before it expires (at most "
         "half its lifetime).",
     )
-    download_concurrency: int = Field(
-        default=4, ge=1, description="Concurrent recording downloads this client is sized for."
-    )
-
-    _runtime_state: _YeastarRuntime | None = PrivateAttr(default=None)
-
-    @field_validator("base_url")
-    @classmethod
-    def _check_base_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
-        return value
 
     @field_validator("api_path")
     @classmethod
     def _check_api_path(cls, value: str) -> str:
         return value.strip().strip("/")
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"timezone {value!r} is not an IANA time zone") from None
-        return value
 
     @field_validator("date_format")
     @classmethod
@@ -311,49 +242,25 @@ class YeastarResource(dg.ConfigurableResource):
 
     # ----------------------------------------------------------------- lifecycle
 
+    def _new_runtime(self, session: requests.Session) -> _YeastarRuntime:
+        return _YeastarRuntime(session)
+
     def _runtime(self) -> _YeastarRuntime:
-        runtime = self._runtime_state
-        if runtime is None:
-            with _RUNTIME_INIT_LOCK:
-                runtime = self._runtime_state
-                if runtime is None:
-                    verify: bool | str = self.verify_tls
-                    if self.verify_tls and self.ca_bundle_path:
-                        verify = self.ca_bundle_path
-                    session = build_session(
-                        user_agent=self.user_agent,
-                        max_retries=self.max_retries,
-                        backoff_factor=self.backoff_factor,
-                        verify_tls=verify,
-                        pool_size=self.download_concurrency + 4,
-                    )
-                    runtime = _YeastarRuntime(session)
-                    self._runtime_state = runtime
-        return runtime
+        return cast(_YeastarRuntime, super()._runtime())
 
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Revoke the cached access token (frees a slot under the token cap) and close the
-        session. The resource can be used again afterwards (it re-authenticates)."""
-        runtime = self._runtime_state
-        if runtime is None:
-            return
-        with runtime.token_lock:
-            tokens, runtime.tokens = runtime.tokens, None
+    def _before_close(self, runtime: PbxRuntime) -> None:
+        """Revoke the cached access token: it frees a slot under the PBX's token cap."""
+        state = cast(_YeastarRuntime, runtime)
+        with state.token_lock:
+            tokens, state.tokens = state.tokens, None
         if tokens is not None:
-            self._revoke_access_token(runtime, tokens.access_token)
-        runtime.session.close()
-        self._runtime_state = None
+            self._revoke_access_token(tokens.access_token)
 
-    def _revoke_access_token(self, runtime: _YeastarRuntime, access_token: str) -> None:
+    def _revoke_access_token(self, access_token: str) -> None:
+        url = self._url("del_token", {"access_token": access_token})
         try:
-            response = runtime.session.get(
-                self._url("del_token", {"access_token": access_token}), timeout=self.timeout_s
-            )
-            response.close()
-        except requests.exceptions.RequestException:
+            self._send("GET", url, endpoint=self._endpoint("del_token")).close()
+        except PbxApiError:
             logger.debug("PBX %r: del_token failed; the token expires on its own", self.pbx_name)
 
     # ----------------------------------------------------------------- plumbing
@@ -362,29 +269,18 @@ class YeastarResource(dg.ConfigurableResource):
         return f"/{self.api_path}/{name}"
 
     def _url(self, name: str, params: dict[str, Any] | None = None) -> str:
-        url = f"{self.base_url}{self._endpoint(name)}"
-        if params:
-            # %20 for spaces (not '+'): window strings contain spaces.
-            url += "?" + urlencode(params, quote_via=quote)
-        return url
+        return self._api_url(self._endpoint(name), params)
 
     def _read_json_object(self, endpoint: str, response: requests.Response) -> dict[str, Any]:
-        with contextlib.closing(response):
-            if response.status_code != 200:
-                raise PbxApiError(
-                    self.pbx_name,
-                    endpoint,
-                    "unexpected HTTP status (the API answers 200 with an errcode)",
-                    http_status=response.status_code,
-                )
-            payload = decode_json_body(self.pbx_name, endpoint, response)
-        if not isinstance(payload, dict):
+        if response.status_code != 200:
+            response.close()
             raise PbxApiError(
                 self.pbx_name,
                 endpoint,
-                f"response is a JSON {type(payload).__name__}, not an object",
+                "unexpected HTTP status (the API answers 200 with an errcode)",
+                http_status=response.status_code,
             )
-        return payload
+        return self._json_object(endpoint, response)
 
     def _errcode(self, endpoint: str, payload: dict[str, Any]) -> int:
         errcode = payload.get("errcode")
@@ -400,12 +296,7 @@ class YeastarResource(dg.ConfigurableResource):
 
     def _post_token_endpoint(self, name: str, body: dict[str, str]) -> dict[str, Any]:
         endpoint = self._endpoint(name)
-        try:
-            response = self._runtime().session.post(
-                self._url(name), json=body, timeout=self.timeout_s
-            )
-        except requests.exceptions.RequestException as exc:
-            raise request_failure(self.pbx_name, endpoint, exc) from None
+        response = self._send("POST", self._url(name), endpoint=endpoint, json=body)
         return self._read_json_object(endpoint, response)
 
     def _tokens_from(self, endpoint: str, payload: dict[str, Any], sent_at: float) -> _Tokens:
@@ -511,17 +402,10 @@ class YeastarResource(dg.ConfigurableResource):
         A 10004 (TOKEN EXPIRED) answer re-authenticates once and repeats the call once.
         """
         endpoint = self._endpoint(name)
-        session = self._runtime().session
         for attempt in (1, 2):
             token = self._access_token()
-            try:
-                response = session.get(
-                    self._url(name, {**(params or {}), "access_token": token}),
-                    timeout=self.timeout_s,
-                )
-            except requests.exceptions.RequestException as exc:
-                raise request_failure(self.pbx_name, endpoint, exc) from None
-            payload = self._read_json_object(endpoint, response)
+            url = self._url(name, {**(params or {}), "access_token": token})
+            payload = self._read_json_object(endpoint, self._send("GET", url, endpoint=endpoint))
             errcode = self._errcode(endpoint, payload)
             if errcode == 0:
                 return payload
@@ -598,8 +482,9 @@ class YeastarResource(dg.ConfigurableResource):
 
         One window, `first_day 00:00:00` to `last_day 23:59:59` in the PBX's display format (both
         ends inclusive, as in the vendor's example); the display format is read from the PBX on
-        the first call unless configured. Optional filters are passed through:
-        `call_from`/`call_to` (numbers), `status` (one of `CDR_SEARCH_STATUSES`).
+        the first call unless configured. Optional filters are passed through as given:
+        `call_from`/`call_to` (numbers), `status` (ANSWERED, NO ANSWER, BUSY, FAILED or
+        VOICEMAIL).
         """
         if first_day > last_day:
             raise ValueError(f"first_day {first_day} is after last_day {last_day}")
@@ -611,33 +496,11 @@ class YeastarResource(dg.ConfigurableResource):
             if value is not None:
                 params[key] = value
         label = f"{start} .. {end}"
-        return CdrFetch(pbx=self.pbx_name, windows=[(label, self._window_pager(label, params))])
-
-    def _window_pager(self, label: str, params: dict[str, Any]) -> WindowPager:
-        def pager(counter: WindowCounter) -> Iterator[CdrPage]:
-            for attempt in (1, 2):
-                counter.reset_pass()
-                yield from self._iter_search_pages(params, counter)
-                if counter.fetched == counter.api_total:
-                    return
-                if attempt == 1:
-                    counter.restarts += 1
-                    logger.warning(
-                        "PBX %r: window %s ended with %d records, total_number %s; fetching it "
-                        "again",
-                        self.pbx_name,
-                        label,
-                        counter.fetched,
-                        counter.api_total,
-                    )
-            raise CdrCountMismatch(
-                self.pbx_name,
-                self._endpoint("cdr/search"),
-                f"fetched {counter.fetched} of total_number {counter.api_total} for window "
-                f"{label} (twice)",
-            )
-
-        return pager
+        pages = functools.partial(self._iter_search_pages, params)
+        pager = self._counted_window(
+            label, pages, endpoint=self._endpoint("cdr/search"), total_name="total_number"
+        )
+        return CdrFetch(pbx=self.pbx_name, windows=[(label, pager)])
 
     def _iter_search_pages(
         self, params: dict[str, Any], counter: WindowCounter
@@ -649,7 +512,7 @@ class YeastarResource(dg.ConfigurableResource):
                 "cdr/search", {**params, "page": page, "page_size": self.page_size}
             )
             total = payload.get("total_number")
-            if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+            if not is_count(total):
                 raise PbxApiError(
                     self.pbx_name,
                     endpoint,
@@ -680,7 +543,7 @@ class YeastarResource(dg.ConfigurableResource):
         payload = self._call("recording/list", {"page": page, "page_size": page_size})
         data = payload.get("data", [])
         total = payload.get("total_number")
-        if not isinstance(data, list) or not isinstance(total, int) or isinstance(total, bool):
+        if not isinstance(data, list) or not is_count(total):
             raise PbxApiError(
                 self.pbx_name, endpoint, "expected 'total_number' (int) and 'data' (list)"
             )
@@ -742,51 +605,23 @@ class YeastarResource(dg.ConfigurableResource):
         Raises `RecordingLinkExpired` (403/410, or JSON with an errcode instead of audio; a
         10004 re-authenticates first), `RecordingMissing` (404), `PbxApiError` otherwise.
         """
-        runtime = self._runtime()
         endpoint = DOWNLOAD_ENDPOINT_LABEL
-        ref = link.label
-        file_name = link.file_name
         token = self._access_token()
         url = f"{self.base_url}{link.path}{'&' if '?' in link.path else '?'}"
         url += urlencode({"access_token": token})
-        try:
-            response = runtime.session.get(
-                url, stream=True, timeout=self.timeout_s, headers={"Accept-Encoding": "identity"}
-            )
-        except requests.exceptions.RequestException as exc:
-            raise request_failure(self.pbx_name, endpoint, exc) from None
-        status = response.status_code
-        if status in (403, 410):
-            response.close()
-            raise RecordingLinkExpired(
-                self.pbx_name, endpoint, f"{ref}: download link refused", http_status=status
-            )
-        if status == 404:
-            response.close()
-            raise RecordingMissing(
-                self.pbx_name, endpoint, f"{ref}: no such file", http_status=status
-            )
-        if status != 200:
-            response.close()
-            raise PbxApiError(
-                self.pbx_name, endpoint, f"{ref}: download failed", http_status=status
-            )
-        content_type = response.headers.get("Content-Type", "")
-        media = content_type.split(";", 1)[0].strip().lower()
-        if "json" in media or media.startswith("text/"):
-            self._raise_for_non_audio(response, endpoint, ref, token)
-        stream = RecordingStream(
-            pbx=self.pbx_name,
+        stream = self._open_download(
+            url,
             endpoint=endpoint,
-            response=response,
-            extension=extension_for(file_name or ref, content_type),
+            what=link.label,
+            file_name=link.file_name or link.label,
+            on_non_audio=functools.partial(self._raise_for_non_audio, endpoint, link.label, token),
         )
         if stream.extension == "mp3":
-            runtime.mp3_seen = True
+            self._runtime().mp3_seen = True
         return stream
 
     def _raise_for_non_audio(
-        self, response: requests.Response, endpoint: str, ref: str, token: str
+        self, endpoint: str, ref: str, token: str, response: requests.Response
     ) -> NoReturn:
         with contextlib.closing(response):
             head = next(response.iter_content(65536), b"")

@@ -3,50 +3,29 @@
 This module owns what the Zorio endpoints mean (seeds/zorio-pbx-cdr.txt): date windows capped at
 `max_window_days` and widened because the page does not say in which zone `from`/`to` are read,
 Laravel-style paging (`current_page`/`last_page`/`total`), 422/401 handling, and the signed
-recording URL from the CDR detail. Transport (session, retries, redaction) lives in
-`transport.py`; records are returned exactly as sent.
+recording URL from the CDR detail. The common settings, session lifecycle and request plumbing
+are `PbxResource`'s (`resource.py`), transport (retries, redaction) is `transport.py`'s; records
+are returned exactly as sent.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
+import functools
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from typing import Any, ClassVar
-from urllib.parse import quote, urlencode, urljoin, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from urllib.parse import quote, urljoin, urlsplit
+from zoneinfo import ZoneInfo
 
-import dagster as dg
 import requests
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, field_validator
 
-from cdr_assets.errors import (
-    CdrCountMismatch,
-    PbxApiError,
-    PbxAuthError,
-    RecordingLinkExpired,
-    RecordingMissing,
-)
-from cdr_assets.vendors.base import (
-    CdrFetch,
-    CdrPage,
-    RecordingStream,
-    WindowCounter,
-    WindowPager,
-    extension_for,
-)
-from cdr_assets.vendors.transport import (
-    build_session,
-    decode_json_body,
-    redact_text,
-    request_failure,
-    url_path,
-)
-
-logger = dg.get_dagster_logger(__name__)
+from cdr_assets.errors import PbxApiError, PbxAuthError, RecordingMissing
+from cdr_assets.vendors.base import CdrFetch, CdrPage, RecordingStream, WindowCounter
+from cdr_assets.vendors.resource import PbxResource, check_iana_zone, is_count
+from cdr_assets.vendors.transport import decode_json_body, redact_text, url_path
 
 CDR_LIST_PATH = "/api/pbx/cdr"
 #: `direction` values the list endpoint accepts.
@@ -108,15 +87,7 @@ def validate_cdr_filters(
     return params
 
 
-class _ZorioRuntime:
-    def __init__(self, session: requests.Session) -> None:
-        self.session = session
-
-
-_RUNTIME_INIT_LOCK = threading.Lock()
-
-
-class ZorioResource(dg.ConfigurableResource):
+class ZorioResource(PbxResource):
     """Zorio PBX (REST, Bearer token): CDRs via `GET /api/pbx/cdr`, recordings via signed URLs.
 
     A range of days is fetched in windows of at most `max_window_days` dates, each paged with
@@ -155,16 +126,10 @@ class ZorioResource(dg.ConfigurableResource):
 
     vendor: ClassVar[str] = "zorio"
 
-    pbx_name: str = Field(description="Name of this PBX, used in error messages and logs.")
-    base_url: str = Field(description="Scheme and host of the API, e.g. https://app.zorio.vn.")
     api_token: str = Field(
         repr=False,
         description="API token sent as 'Authorization: Bearer'. Pass it as dg.EnvVar; never "
         "logged.",
-    )
-    timezone: str = Field(
-        description="IANA zone of the PBX's local clock (e.g. Asia/Ho_Chi_Minh); CDR windows "
-        "are PBX-local days."
     )
     per_page: int = Field(default=200, ge=1, le=200, description="Records per page (1..200).")
     max_window_days: int = Field(
@@ -178,74 +143,11 @@ class ZorioResource(dg.ConfigurableResource):
         description="The zone the server reads from/to in; None = unknown: each local day is "
         "fetched with from = day-1, to = day+1 so it is covered whatever the zone.",
     )
-    user_agent: str = Field(default="cdr_assets", description="User-Agent header.")
-    verify_tls: bool = Field(default=True, description="Verify TLS certificates.")
-    ca_bundle_path: str | None = Field(
-        default=None, description="Path of a CA bundle (PEM) to verify the API's certificate."
-    )
-    timeout_s: float = Field(default=30, gt=0, description="Connect and read timeout, seconds.")
-    max_retries: int = Field(
-        default=5, ge=0, description="Retries of a request on connection errors, 429 and 5xx."
-    )
-    backoff_factor: float = Field(
-        default=0.5, ge=0, description="Exponential backoff factor between retries, seconds."
-    )
-    download_concurrency: int = Field(
-        default=4, ge=1, description="Concurrent recording downloads this client is sized for."
-    )
 
-    _runtime_state: _ZorioRuntime | None = PrivateAttr(default=None)
-
-    @field_validator("base_url")
+    @field_validator("query_timezone")
     @classmethod
-    def _check_base_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
-        return value
-
-    @field_validator("timezone", "query_timezone")
-    @classmethod
-    def _check_timezone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone") from None
-        return value
-
-    # ----------------------------------------------------------------- lifecycle
-
-    def _runtime(self) -> _ZorioRuntime:
-        runtime = self._runtime_state
-        if runtime is None:
-            with _RUNTIME_INIT_LOCK:
-                runtime = self._runtime_state
-                if runtime is None:
-                    verify: bool | str = self.verify_tls
-                    if self.verify_tls and self.ca_bundle_path:
-                        verify = self.ca_bundle_path
-                    runtime = _ZorioRuntime(
-                        build_session(
-                            user_agent=self.user_agent,
-                            max_retries=self.max_retries,
-                            backoff_factor=self.backoff_factor,
-                            verify_tls=verify,
-                            pool_size=self.download_concurrency + 4,
-                        )
-                    )
-                    self._runtime_state = runtime
-        return runtime
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the HTTP session (the resource reopens one if used again)."""
-        runtime, self._runtime_state = self._runtime_state, None
-        if runtime is not None:
-            runtime.session.close()
+    def _check_query_timezone(cls, value: str | None) -> str | None:
+        return None if value is None else check_iana_zone(value)
 
     # ----------------------------------------------------------------- plumbing
 
@@ -260,18 +162,13 @@ class ZorioResource(dg.ConfigurableResource):
         """GET an API path with the Bearer token; raises on 401/422/other errors, returns the
         response (200, or a redirect when `allow_redirects` is False)."""
         endpoint = endpoint or path
-        url = f"{self.base_url}{path}"
-        if params:
-            url += "?" + urlencode(params, quote_via=quote)
-        try:
-            response = self._runtime().session.get(
-                url,
-                headers={"Authorization": f"Bearer {self.api_token}", "Accept": "application/json"},
-                timeout=self.timeout_s,
-                allow_redirects=allow_redirects,
-            )
-        except requests.exceptions.RequestException as exc:
-            raise request_failure(self.pbx_name, endpoint, exc) from None
+        response = self._send(
+            "GET",
+            self._api_url(path, params),
+            endpoint=endpoint,
+            headers={"Authorization": f"Bearer {self.api_token}", "Accept": "application/json"},
+            allow_redirects=allow_redirects,
+        )
         status = response.status_code
         if status == 200 or (not allow_redirects and status in _REDIRECT_STATUSES):
             return response
@@ -314,16 +211,7 @@ class ZorioResource(dg.ConfigurableResource):
         self, path: str, params: dict[str, Any] | None = None, *, endpoint: str | None = None
     ) -> dict[str, Any]:
         endpoint = endpoint or path
-        response = self._api_get(path, params, endpoint=endpoint)
-        with contextlib.closing(response):
-            payload = decode_json_body(self.pbx_name, endpoint, response)
-        if not isinstance(payload, dict):
-            raise PbxApiError(
-                self.pbx_name,
-                endpoint,
-                f"response is a JSON {type(payload).__name__}, not an object",
-            )
-        return payload
+        return self._json_object(endpoint, self._api_get(path, params, endpoint=endpoint))
 
     # ----------------------------------------------------------------- CDRs
 
@@ -355,33 +243,10 @@ class ZorioResource(dg.ConfigurableResource):
         for window_from, window_to in self.query_windows(first_day, last_day):
             params = {"from": window_from.isoformat(), "to": window_to.isoformat(), **filters}
             label = f"from={window_from.isoformat()} to={window_to.isoformat()}"
-            windows.append((label, self._window_pager(label, params)))
+            pages = functools.partial(self._iter_list_pages, params)
+            pager = self._counted_window(label, pages, endpoint=CDR_LIST_PATH, total_name="total")
+            windows.append((label, pager))
         return CdrFetch(pbx=self.pbx_name, windows=windows)
-
-    def _window_pager(self, label: str, params: dict[str, Any]) -> WindowPager:
-        def pager(counter: WindowCounter) -> Iterator[CdrPage]:
-            for attempt in (1, 2):
-                counter.reset_pass()
-                yield from self._iter_list_pages(params, counter)
-                if counter.fetched == counter.api_total:
-                    return
-                if attempt == 1:
-                    counter.restarts += 1
-                    logger.warning(
-                        "PBX %r: window %s ended with %d records, total %s; fetching it again",
-                        self.pbx_name,
-                        label,
-                        counter.fetched,
-                        counter.api_total,
-                    )
-            raise CdrCountMismatch(
-                self.pbx_name,
-                CDR_LIST_PATH,
-                f"fetched {counter.fetched} of total {counter.api_total} for window {label} "
-                "(twice)",
-            )
-
-        return pager
 
     def _iter_list_pages(self, params: dict[str, Any], counter: WindowCounter) -> Iterator[CdrPage]:
         page = 1
@@ -403,7 +268,7 @@ class ZorioResource(dg.ConfigurableResource):
         envelope: dict[str, int] = {}
         for key in ("current_page", "last_page", "per_page", "total"):
             value = payload.get(key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            if not is_count(value):
                 raise PbxApiError(
                     self.pbx_name,
                     CDR_LIST_PATH,
@@ -499,9 +364,7 @@ class ZorioResource(dg.ConfigurableResource):
                 self.pbx_name, endpoint, "'data.recording.url' is missing or not an http(s) URL"
             )
         file_size = recording.get("file_size")
-        if file_size is not None and (
-            not isinstance(file_size, int) or isinstance(file_size, bool) or file_size < 0
-        ):
+        if file_size is not None and not is_count(file_size):
             raise PbxApiError(
                 self.pbx_name, endpoint, "'data.recording.file_size' is not a non-negative integer"
             )
@@ -515,52 +378,10 @@ class ZorioResource(dg.ConfigurableResource):
         the host may be foreign. Raises `RecordingLinkExpired` (403/410), `RecordingMissing`
         (404), `PbxApiError` otherwise."""
         what = f"CDR {recording_ref!r}" if recording_ref else "signed URL"
-        endpoint = url_path(url)
-        try:
-            # No Authorization header: the signature authorizes, and the host may be foreign.
-            response = self._runtime().session.get(
-                url, stream=True, timeout=self.timeout_s, headers={"Accept-Encoding": "identity"}
-            )
-        except requests.exceptions.RequestException as exc:
-            raise request_failure(self.pbx_name, endpoint, exc) from None
-        status = response.status_code
-        if status != 200:
-            response.close()
-            if status in (403, 410):
-                raise RecordingLinkExpired(
-                    self.pbx_name,
-                    endpoint,
-                    f"{what}: signed link refused",
-                    http_status=status,
-                )
-            if status == 404:
-                raise RecordingMissing(
-                    self.pbx_name,
-                    endpoint,
-                    f"{what}: recording not found",
-                    http_status=status,
-                )
-            raise PbxApiError(
-                self.pbx_name, endpoint, f"{what}: download failed", http_status=status
-            )
-        content_type = response.headers.get("Content-Type", "")
-        media = content_type.split(";", 1)[0].strip().lower()
-        if "json" in media or media.startswith("text/"):
-            response.close()
-            raise PbxApiError(
-                self.pbx_name,
-                endpoint,
-                f"{what}: got {media!r} instead of audio",
-                http_status=status,
-            )
-        return RecordingStream(
-            pbx=self.pbx_name,
-            endpoint=endpoint,
-            response=response,
-            extension=extension_for(url_path(url), content_type),
+        return self._open_download(
+            url,
+            endpoint=url_path(url),
+            what=what,
+            file_name=url_path(url),
             expected_bytes=expected_bytes,
         )
-
-    def download_slot(self, recording_ref: str) -> AbstractContextManager[None]:
-        """No vendor-imposed download limit: a no-op."""
-        return contextlib.nullcontext()

@@ -11,6 +11,9 @@ from cdr_assets.vendors import YeastarResource, ZorioResource
 #: A closed PBX-local day well in the past (the simulator serves any day deterministically).
 DAY = date(2026, 6, 15)
 
+#: Settings that keep a test quick when the simulator injects faults.
+FAST_RETRIES: dict[str, Any] = dict(backoff_factor=0.01, max_retries=3, timeout_s=10)
+
 
 def yeastar_client(sim: Any, **overrides: Any) -> YeastarResource:
     """A YeastarResource for the simulator's Yeastar PBX (fast retries for tests)."""
@@ -21,9 +24,7 @@ def yeastar_client(sim: Any, **overrides: Any) -> YeastarResource:
         client_id=cfg.client_id,
         client_secret=cfg.client_secret,
         timezone=cfg.timezone,
-        backoff_factor=0.01,
-        max_retries=3,
-        timeout_s=10,
+        **FAST_RETRIES,
     )
     settings.update(overrides)
     return YeastarResource(**settings)
@@ -37,9 +38,7 @@ def zorio_client(sim: Any, **overrides: Any) -> ZorioResource:
         base_url=sim.base_url,
         api_token=cfg.api_token,
         timezone=cfg.timezone,
-        backoff_factor=0.01,
-        max_retries=3,
-        timeout_s=10,
+        **FAST_RETRIES,
     )
     settings.update(overrides)
     return ZorioResource(**settings)

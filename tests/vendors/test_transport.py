@@ -132,12 +132,14 @@ def test_capped_retry_survives_new() -> None:
 
 def test_429_with_retry_after_is_retried_and_honoured(simulator, monkeypatch) -> None:
     slept: list[float] = []
-    monkeypatch.setattr(urllib3.util.retry.time, "sleep", slept.append)
     simulator.faults.fail_next("/api/pbx/cdr", 429, times=2, retry_after="1")
     session = make_session()
-    response = session.get(zorio_list_url(simulator), headers=bearer(simulator), timeout=10)
+    with monkeypatch.context() as patch:
+        # urllib3's `time` is the time module: settled_count below must really sleep.
+        patch.setattr(urllib3.util.retry.time, "sleep", slept.append)
+        response = session.get(zorio_list_url(simulator), headers=bearer(simulator), timeout=10)
     assert response.status_code == 200
-    assert slept == [1.0, 1.0]  # before settled_count, which sleeps too
+    assert slept == [1.0, 1.0]
     assert settled_count(simulator, "/api/pbx/cdr") == 3
 
 
