@@ -19,7 +19,7 @@ from cdr_assets.assets.checks import (
 )
 from cdr_assets.assets.partitions import run_days
 from cdr_assets.config import PbxConfigBase, StorageConfig
-from cdr_assets.errors import CdrAssetsError
+from cdr_assets.errors import CdrAssetsError, RecordFormatError
 from cdr_assets.normalize import NORMALIZERS, batch_pages
 from cdr_assets.schema import CDR_SCHEMA, RECORDINGS_SCHEMA
 from cdr_assets.storage.duckdb import DuckDBLockTimeout, ensure_views
@@ -65,7 +65,12 @@ def fetch_cdr_day(
                 if not preview and in_day.num_rows:
                     preview.append(in_day.select(PREVIEW_COLUMNS).slice(0, 5))
             written = writer.commit()
-    except CdrAssetsError as exc:
+    except RecordFormatError as exc:  # the vendor sent a record unlike its page
+        raise dg.Failure(
+            description=f"PBX {pbx.name!r}, endpoint {fetch.endpoint}, partition {day}: {exc}",
+            allow_retries=False,
+        ) from exc
+    except CdrAssetsError as exc:  # already names the PBX and endpoint
         raise dg.Failure(
             description=f"PBX {pbx.name!r}, partition {day}: {exc}", allow_retries=True
         ) from exc

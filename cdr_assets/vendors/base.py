@@ -69,8 +69,10 @@ class CdrFetch:
     counts those second passes.
     """
 
-    def __init__(self, *, pbx: str, windows: list[tuple[str, WindowPager]]) -> None:
+    def __init__(self, *, pbx: str, endpoint: str, windows: list[tuple[str, WindowPager]]) -> None:
         self.pbx = pbx
+        #: The list endpoint's path, for messages about what it returned.
+        self.endpoint = endpoint
         #: Human-readable description of each window, in the order they are fetched.
         self.window_labels = [label for label, _ in windows]
         self._windows = windows

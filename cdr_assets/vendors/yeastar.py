@@ -500,7 +500,9 @@ class YeastarResource(PbxResource):
         pager = self._counted_window(
             label, pages, endpoint=self._endpoint("cdr/search"), total_name="total_number"
         )
-        return CdrFetch(pbx=self.pbx_name, windows=[(label, pager)])
+        return CdrFetch(
+            pbx=self.pbx_name, endpoint=self._endpoint("cdr/search"), windows=[(label, pager)]
+        )
 
     def _iter_search_pages(
         self, params: dict[str, Any], counter: WindowCounter

@@ -246,7 +246,7 @@ class ZorioResource(PbxResource):
             pages = functools.partial(self._iter_list_pages, params)
             pager = self._counted_window(label, pages, endpoint=CDR_LIST_PATH, total_name="total")
             windows.append((label, pager))
-        return CdrFetch(pbx=self.pbx_name, windows=windows)
+        return CdrFetch(pbx=self.pbx_name, endpoint=CDR_LIST_PATH, windows=windows)
 
     def _iter_list_pages(self, params: dict[str, Any], counter: WindowCounter) -> Iterator[CdrPage]:
         page = 1

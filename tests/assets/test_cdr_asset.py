@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -120,6 +121,23 @@ def test_bad_api_body_fails_naming_pbx_endpoint_partition_and_keeps_data(
     message = str(failure.step_failure_data.error)
     assert "'hq'" in message and "cdr/search" in message and str(DAY) in message
     assert pipeline.query("SELECT count(*) FROM cdr") == before
+
+
+def test_record_of_wrong_type_fails_naming_field_endpoint_and_partition(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    pipeline = make_pipeline()
+    pipeline.materialize("saigon/cdr", DAY.isoformat())
+    before = pipeline.query("SELECT cdr_id, raw FROM cdr ORDER BY cdr_id")
+    record = {**pipeline.sim.calls("zorio", DAY)[0], "duration": "forty"}
+    body = {"current_page": 1, "data": [record], "last_page": 1, "per_page": 9, "total": 1}
+    pipeline.sim.faults.fail_next("/api/pbx/cdr", 200, body=json.dumps(body).encode())
+    result = pipeline.materialize("saigon/cdr", DAY.isoformat(), raise_on_error=False)
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = str(failure.step_failure_data.error)
+    for part in ("'saigon'", "/api/pbx/cdr", str(DAY), "'duration'", record["uuid"]):
+        assert part in message
+    assert pipeline.query("SELECT cdr_id, raw FROM cdr ORDER BY cdr_id") == before
 
 
 def test_partition_range_runs_as_one_run(make_pipeline: Callable[..., Pipeline]) -> None:

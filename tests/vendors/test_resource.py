@@ -73,7 +73,7 @@ class ThirdVendorResource(PbxResource):
         label = f"{first_day}..{last_day}"
         pages = functools.partial(self._iter_pages, params)
         pager = self._counted_window(label, pages, endpoint="/api/pbx/cdr", total_name="total")
-        return CdrFetch(pbx=self.pbx_name, windows=[(label, pager)])
+        return CdrFetch(pbx=self.pbx_name, endpoint="/api/pbx/cdr", windows=[(label, pager)])
 
     def _iter_pages(self, params: dict[str, Any], counter: WindowCounter) -> Iterator[CdrPage]:
         page = 1
