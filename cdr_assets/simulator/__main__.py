@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=c.seed)
     p.add_argument("--calls-per-day", type=int, default=c.calls_per_day)
     p.add_argument("--recording-ratio", type=float, default=c.recording_ratio)
+    p.add_argument("--page-cache-mb", type=int, default=c.page_cache_mb,
+                   help="memory bound of the rendered-page LRU (0: off)")
     p.add_argument("--yeastar-timezone", default=y.timezone)
     p.add_argument("--yeastar-date-format", default=y.date_format)
     p.add_argument("--yeastar-clock", type=int, choices=(12, 24), default=y.clock)
@@ -47,6 +49,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         seed=args.seed,
         calls_per_day=args.calls_per_day,
         recording_ratio=args.recording_ratio,
+        page_cache_mb=args.page_cache_mb,
         yeastar=YeastarSimConfig(
             timezone=args.yeastar_timezone,
             date_format=args.yeastar_date_format,

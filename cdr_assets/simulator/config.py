@@ -1,7 +1,7 @@
 """Simulator settings: plain frozen dataclasses, every field defaulted.
 
 Owns the knobs of the simulated PBXs (seed, volume, time zones, display format, credentials,
-TTLs). It must not know HTTP or how records are generated.
+TTLs, page cache size). It must not know HTTP or how records are generated.
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ class SimulatorConfig:
     seed: int = 1
     calls_per_day: int = 200
     recording_ratio: float = 0.7  # fraction of answered calls (talk > 0) with a recording
+    page_cache_mb: int = 64  # LRU of rendered list pages (repeated windows are served from it)
     yeastar: YeastarSimConfig = field(default_factory=YeastarSimConfig)
     zorio: ZorioSimConfig = field(default_factory=ZorioSimConfig)
 
@@ -85,6 +86,8 @@ class SimulatorConfig:
             raise ValueError(f"calls_per_day must be in 0..{MAX_CALLS_PER_DAY}")
         if not 0.0 <= self.recording_ratio <= 1.0:
             raise ValueError("recording_ratio must be in [0, 1]")
+        if self.page_cache_mb < 0:
+            raise ValueError("page_cache_mb must be >= 0")
 
     def with_overrides(self, **overrides: Any) -> SimulatorConfig:
         """Copy with top-level fields replaced; `yeastar`/`zorio` may be dicts of overrides."""

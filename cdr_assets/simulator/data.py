@@ -4,19 +4,25 @@ Owns what a record *is*: record ``i`` of PBX-local day ``D`` is a pure function 
 ``(seed, vendor, D, i)`` computed in O(1), and start instants are monotonic in ``i`` and spread
 over the real length of the local day (23/24/25 h on DST days), so any instant window maps to
 index ranges by binary search and page ``k`` maps to ``(day, index)`` arithmetically. IDs decode
-back to ``(day, index)`` without state. This module knows nothing about HTTP, tokens or faults.
+back to ``(day, index)`` without state. This module knows nothing about HTTP or tokens.
 
 Per-call randomness comes from ``blake2b(f"{seed}:{vendor}:{D}:{i}")`` (32 16-bit draws) rather
 than ``random.Random(key)``: seeding a Mersenne Twister costs ~5 us per record, i.e. seconds per
 million-call day, which would make the simulator, not the client, the benchmark's bottleneck.
+
+A call is computed once as a tuple of field values (`values`), then either built into the dict
+(`generate`, what tests and filters use) or written straight to its JSON text (`record_json`,
+what list pages use): equal to `protocol.dumps` of the dict byte for byte, at half the cost.
+Faults reach this module only as the `withheld` set the text renderers are handed.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -135,20 +141,28 @@ def _utc_date(days: int) -> str:
     return date.fromordinal(days + _EPOCH_ORDINAL).isoformat()
 
 
+@lru_cache(maxsize=1)
+def clock() -> tuple[str, ...]:
+    """"HH:MM:SS" for each second of a day (built once: formatting per record is slower)."""
+    return tuple(f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}" for s in range(86400))
+
+
+@lru_cache(maxsize=1)
+def compact_clock() -> tuple[str, ...]:
+    """"HHMMSS" for each second of a day."""
+    return tuple(t.replace(":", "") for t in clock())
+
+
 def iso_utc(ts: int) -> str:
     """2026-06-27T08:15:42+00:00"""
     d, s = divmod(ts, 86400)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    return f"{_utc_date(d)}T{h:02d}:{m:02d}:{s:02d}+00:00"
+    return f"{_utc_date(d)}T{clock()[s]}+00:00"
 
 
 def sql_utc(ts: int) -> str:
     """2026-06-27 08:15:56"""
     d, s = divmod(ts, 86400)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    return f"{_utc_date(d)} {h:02d}:{m:02d}:{s:02d}"
+    return f"{_utc_date(d)} {clock()[s]}"
 
 
 def parse_day(value: date | str) -> date:
@@ -328,6 +342,7 @@ class DisplayFormat:
         if clock == 12:
             time_re += r" (?P<p>AM|PM)"
         self._re = re.compile(f"^{date_re} {time_re}$")
+        self._times: tuple[str, ...] | None = None
 
     @property
     def time_format(self) -> str:
@@ -344,6 +359,13 @@ class DisplayFormat:
         if self.clock == 24:
             return f"{h:02d}:{m:02d}:{s:02d}"
         return f"{(h % 12) or 12:02d}:{m:02d}:{s:02d} {'AM' if h < 12 else 'PM'}"
+
+    def time_of(self, secs: int) -> str:
+        """format_time for 0 <= secs < 86400 from a table built on first use."""
+        table = self._times
+        if table is None:
+            table = self._times = tuple(self.format_time(t) for t in range(86400))
+        return table[secs]
 
     def format(self, wall: datetime) -> str:
         secs = wall.hour * 3600 + wall.minute * 60 + wall.second
@@ -373,6 +395,108 @@ class Generated(NamedTuple):
     answer_ts: int | None
 
 
+# JSON text without the dict. Every string value is either from a fixed vocabulary (encoded once
+# with json.dumps, so escaping stays right if a vocabulary ever gains a quote or a non-ASCII
+# name) or formatted here from integers and ASCII separators (digits, hex, "-:.<>T+ "), which
+# JSON never escapes. tests/simulator/test_render.py pins text == dumps(dict) for both vendors.
+
+
+def json_table(*vocabularies: Iterable[str | None]) -> dict[str | None, str]:
+    """value -> its JSON text (as `protocol.dumps` writes it) for every value listed."""
+    table: dict[str | None, str] = {None: "null"}
+    for vocabulary in vocabularies:
+        for value in vocabulary:
+            table[value] = json.dumps(value, ensure_ascii=False)
+    return table
+
+
+# (id, time, from_name, from_num, to_name, to_num, timestamp, uid, call_type, trunk,
+#  has_durations, ring, talk, disposition, did, record_file | None, reason, split_names, call_id)
+YeastarValues = tuple[
+    int, str, str, str, str, str, int, str, str, str, bool, int, int, str, str, "str | None",
+    str, bool, str,
+]
+
+
+def yeastar_record(vals: YeastarValues) -> dict:
+    """The CDR_Details dict of a call's values (optional keys in the vendor's order)."""
+    (id_, time_s, from_name, from_num, to_name, to_num, ts, uid, call_type, trunk,
+     has_durations, ring, talk, disposition, did, record_file, reason, split, call_id) = vals
+    rec: dict = {
+        "id": id_,
+        "time": time_s,
+        "call_from": f"{from_name}<{from_num}>" if from_name != " " else from_num,
+        "call_to": f"{to_name}<{to_num}>" if to_name != " " else to_num,
+        "timestamp": ts,
+        "uid": uid,
+        "src_addr": "",
+    }
+    if call_type == "Inbound":
+        rec["src_trunk"] = trunk
+    elif call_type == "Outbound":
+        rec["dst_trunk"] = trunk
+    if has_durations:
+        rec["duration"] = ring + talk
+        if ring:
+            rec["ring_duration"] = ring
+        rec["talk_duration"] = talk
+    rec["disposition"] = disposition
+    rec["call_type"] = call_type
+    if call_type == "Inbound":
+        rec["did_number"] = did
+    elif call_type == "Outbound":
+        rec["dod_number"] = from_num
+    if record_file is not None:
+        rec["record_file"] = record_file
+    rec["reason"] = reason
+    if split:
+        rec["call_from_number"] = from_num
+        rec["call_from_name"] = from_name
+        rec["call_to_number"] = to_num
+        rec["call_to_name"] = to_name
+    rec["call_id"] = call_id
+    return rec
+
+
+def yeastar_json(vals: YeastarValues, withheld: Collection[str] = ()) -> str:
+    """`protocol.dumps(yeastar_record(vals))` as text (minus a withheld record_file)."""
+    (id_, time_s, from_name, from_num, to_name, to_num, ts, uid, call_type, trunk,
+     has_durations, ring, talk, disposition, did, record_file, reason, split, call_id) = vals
+    j = _YJ
+    call_from = (f'"{from_num}"' if from_name == " " else f'{_YJ_OPEN[from_name]}<{from_num}>"')
+    call_to = f'"{to_num}"' if to_name == " " else f'{_YJ_OPEN[to_name]}<{to_num}>"'
+    out = (f'{{"id":{id_},"time":"{time_s}","call_from":{call_from},"call_to":{call_to},'
+           f'"timestamp":{ts},"uid":"{uid}","src_addr":""')
+    if call_type == "Inbound":
+        out += f',"src_trunk":{j[trunk]}'
+    elif call_type == "Outbound":
+        out += f',"dst_trunk":{j[trunk]}'
+    if has_durations:
+        if ring:
+            out += f',"duration":{ring + talk},"ring_duration":{ring},"talk_duration":{talk}'
+        else:
+            out += f',"duration":{talk},"talk_duration":{talk}'
+    out += f',"disposition":{j[disposition]},"call_type":{j[call_type]}'
+    if call_type == "Inbound":
+        out += f',"did_number":{j[did]}'
+    elif call_type == "Outbound":
+        out += f',"dod_number":"{from_num}"'
+    if record_file is not None and not (withheld and record_file in withheld):
+        out += f',"record_file":"{record_file}"'
+    out += f',"reason":{j[reason]}'
+    if split:
+        out += (f',"call_from_number":"{from_num}","call_from_name":{j[from_name]},'
+                f'"call_to_number":"{to_num}","call_to_name":{j[to_name]}')
+    return f'{out},"call_id":"{call_id}"}}'
+
+
+_YJ = json_table(
+    YEASTAR_EXT_NAMES.values(), (" ",), YEASTAR_SRC_TRUNKS, YEASTAR_DST_TRUNKS, YEASTAR_DIDS,
+    _Y_CALL_TYPE, _Y_DISPOSITION, *_Y_REASONS.values(),
+)
+_YJ_OPEN = {name: _YJ[name][:-1] for name in YEASTAR_EXT_NAMES.values()}  # '"Name' of 'Name<n>'
+
+
 class YeastarCalls:
     """Yeastar P-Series CDR_Details records (the quirks of the vendor page's example)."""
 
@@ -397,15 +521,14 @@ class YeastarCalls:
     def _wall(self, ts: int) -> datetime:
         return datetime.fromtimestamp(ts, self.index.tz).replace(tzinfo=None)
 
-    def generate(self, d: date, i: int) -> Generated:
+    def values(self, d: date, i: int) -> tuple[YeastarValues, int, int | None]:
+        """Call (d, i) as field values, its recording seconds (0: none) and answer instant."""
         idx = self.index
         ld = idx.day(d)
         v = idx.draws(d, i)
         ts = idx.start_from(ld, i, v)
         wall = ld.wall_seconds(ts)
         disp_date, ymd, mask = self._dates(d)
-        h, rest = divmod(wall, 3600)
-        mi, s = divmod(rest, 60)
 
         call_type = _Y_CALL_TYPE[v[2] >> 6]
         disposition = _Y_DISPOSITION[v[3] >> 6]
@@ -436,45 +559,32 @@ class YeastarCalls:
             ring = between(15, 30, v[18])
             talk = between(3, 60, v[19])
         has_rec = answered and talk > 0 and frac(v[17]) < self.ratio
-
-        rec: dict = {
-            "id": idx.numeric_id(d, i),
-            "time": f"{disp_date} {self.display.format_time(wall)}",
-            "call_from": f"{from_name}<{from_num}>" if from_name != " " else from_num,
-            "call_to": f"{to_name}<{to_num}>" if to_name != " " else to_num,
-            "timestamp": ts,
-            "uid": f"{ymd}{h:02d}{mi:02d}{s:02d}{i ^ mask:05X}",
-            "src_addr": "",
-        }
-        if call_type == "Inbound":
-            rec["src_trunk"] = trunk
-        elif call_type == "Outbound":
-            rec["dst_trunk"] = trunk
-        if has_durations:
-            rec["duration"] = ring + talk
-            if ring:
-                rec["ring_duration"] = ring
-            rec["talk_duration"] = talk
-        rec["disposition"] = disposition
-        rec["call_type"] = call_type
-        if call_type == "Inbound":
-            rec["did_number"] = did
-        elif call_type == "Outbound":
-            rec["dod_number"] = from_num
         answer_ts = ts + ring if has_durations else None
+        record_file = None
         if has_rec:
-            answer_wall = self._wall(ts + ring)
-            rec["record_file"] = (
-                f"{answer_wall:%Y%m%d%H%M%S}-{ts}.{i}-{from_num}-{to_num}-{call_type}.{self.ext}"
-            )
-        rec["reason"] = reason
-        if not old_firmware:
-            rec["call_from_number"] = from_num
-            rec["call_from_name"] = from_name
-            rec["call_to_number"] = to_num
-            rec["call_to_name"] = to_name
-        rec["call_id"] = f"{ts}.{i}"
-        return Generated(rec, talk if has_rec else 0, answer_ts)
+            at = ts + ring
+            if at < ld.end:  # answered the same local day: no tz lookup needed
+                answer_wall = ymd + compact_clock()[ld.wall_seconds(at)]
+            else:
+                answer_wall = f"{self._wall(at):%Y%m%d%H%M%S}"
+            record_file = f"{answer_wall}-{ts}.{i}-{from_num}-{to_num}-{call_type}.{self.ext}"
+        vals = (
+            idx.numeric_id(d, i), f"{disp_date} {self.display.time_of(wall)}",
+            from_name, from_num, to_name, to_num, ts,
+            f"{ymd}{compact_clock()[wall]}{i ^ mask:05X}",
+            call_type, trunk, has_durations, ring, talk, disposition, did, record_file, reason,
+            not old_firmware, f"{ts}.{i}",
+        )
+        return vals, talk if has_rec else 0, answer_ts
+
+    def generate(self, d: date, i: int) -> Generated:
+        vals, seconds, answer_ts = self.values(d, i)
+        return Generated(yeastar_record(vals), seconds, answer_ts)
+
+    def record_json(self, d: date, i: int, withheld: Collection[str] = ()) -> str:
+        """JSON text of record (d, i), equal to `protocol.dumps` of its dict (minus a withheld
+        record_file), built without the dict."""
+        return yeastar_json(self.values(d, i)[0], withheld)
 
     def decode_record_file(self, name: str) -> tuple[date, int] | None:
         m = RECORD_FILE_RE.match(name)
@@ -535,6 +645,44 @@ _Z_HOTLINES = ("02873001234", "19006868")
 _Z_PREFIXES = ("090", "091", "093", "097", "098", "086", "070", "028")
 UUID_RE = re.compile(r"^(\d{8})-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-([0-9a-f]{12})$")
 
+ZORIO_FIELDS = (
+    "uuid", "direction", "source_type", "caller_number", "destination_number",
+    "extension_number", "agent_extension", "start_time", "answer_time", "end_time", "duration",
+    "billsec", "queue_name", "queue_wait_time", "trunk_name", "transfer_count", "result",
+    "hangup_cause", "sip_response_code", "recording_available", "created_at",
+)
+ZorioValues = tuple[
+    str, str, str, str, str, str, "str | None", str, "str | None", str, int, int, "str | None",
+    "int | None", "str | None", int, str, str, "str | None", bool, str,
+]
+_ZJ = json_table(
+    ZORIO_DIRECTIONS, ("inbound", "internal"), _Z_OUT_SOURCES, _Z_RESULT, *_Z_HANGUP.values(),
+    _Z_SIP.values(), ZORIO_EXTENSIONS, _Z_QUEUES, _Z_TRUNKS, _Z_HOTLINES,
+)
+
+
+def zorio_json(vals: ZorioValues, withheld: Collection[str] = ()) -> str:
+    """`protocol.dumps(dict(zip(ZORIO_FIELDS, vals)))` as text; a withheld uuid shows
+    `recording_available: false`."""
+    (uuid, direction, source_type, caller, dest, extension, agent, start, answer, end,
+     duration, billsec, queue_name, queue_wait, trunk_name, transfers, result, hangup, sip,
+     has_rec, created) = vals
+    j = _ZJ
+    answer_j = "null" if answer is None else f'"{answer}"'
+    wait_j = "null" if queue_wait is None else queue_wait
+    available = "true" if has_rec and not (withheld and uuid in withheld) else "false"
+    return (
+        f'{{"uuid":"{uuid}","direction":{j[direction]},"source_type":{j[source_type]},'
+        f'"caller_number":"{caller}","destination_number":"{dest}",'
+        f'"extension_number":"{extension}","agent_extension":{j[agent]},'
+        f'"start_time":"{start}","answer_time":{answer_j},"end_time":"{end}",'
+        f'"duration":{duration},"billsec":{billsec},"queue_name":{j[queue_name]},'
+        f'"queue_wait_time":{wait_j},"trunk_name":{j[trunk_name]},'
+        f'"transfer_count":{transfers},"result":{j[result]},"hangup_cause":{j[hangup]},'
+        f'"sip_response_code":{j[sip]},"recording_available":{available},'
+        f'"created_at":"{created}"}}'
+    )
+
 
 class ZorioCalls:
     """Zorio PBX CDR records (the page's fields, ISO 8601 UTC instants)."""
@@ -548,7 +696,8 @@ class ZorioCalls:
         self.ratio = recording_ratio
         self._ymd = lru_cache(maxsize=1024)(lambda d: f"{d:%Y%m%d}")
 
-    def generate(self, d: date, i: int) -> Generated:
+    def values(self, d: date, i: int) -> tuple[ZorioValues, int, int | None]:
+        """Call (d, i) as `ZORIO_FIELDS` values, its recording seconds (0: none), answer instant."""
         idx = self.index
         ld = idx.day(d)
         v = idx.draws(d, i)
@@ -598,30 +747,23 @@ class ZorioCalls:
             caller, dest, extension = ext, other_ext, ext
         duration = ring + billsec
         end = ts + duration
-        rec = {
-            "uuid": f"{self._ymd(d)}-{a:04x}-4{b:03x}-{c:04x}-{i:012x}",
-            "direction": direction,
-            "source_type": source_type,
-            "caller_number": caller,
-            "destination_number": dest,
-            "extension_number": extension,
-            "agent_extension": agent,
-            "start_time": iso_utc(ts),
-            "answer_time": iso_utc(ts + ring) if answered else None,
-            "end_time": iso_utc(end),
-            "duration": duration,
-            "billsec": billsec,
-            "queue_name": queue_name,
-            "queue_wait_time": queue_wait,
-            "trunk_name": trunk_name,
-            "transfer_count": transfers if answered else 0,
-            "result": result,
-            "hangup_cause": hangup,
-            "sip_response_code": sip,
-            "recording_available": has_rec,
-            "created_at": sql_utc(end),
-        }
-        return Generated(rec, billsec if has_rec else 0, ts + ring if answered else None)
+        vals = (
+            f"{self._ymd(d)}-{a:04x}-4{b:03x}-{c:04x}-{i:012x}",
+            direction, source_type, caller, dest, extension, agent,
+            iso_utc(ts), iso_utc(ts + ring) if answered else None, iso_utc(end),
+            duration, billsec, queue_name, queue_wait, trunk_name,
+            transfers if answered else 0, result, hangup, sip, has_rec, sql_utc(end),
+        )
+        return vals, billsec if has_rec else 0, ts + ring if answered else None
+
+    def generate(self, d: date, i: int) -> Generated:
+        vals, seconds, answer_ts = self.values(d, i)
+        return Generated(dict(zip(ZORIO_FIELDS, vals, strict=True)), seconds, answer_ts)
+
+    def record_json(self, d: date, i: int, withheld: Collection[str] = ()) -> str:
+        """JSON text of record (d, i), equal to `protocol.dumps` of its dict (a withheld
+        recording shows as not available), built without the dict."""
+        return zorio_json(self.values(d, i)[0], withheld)
 
     def decode_uuid(self, uuid: str) -> tuple[date, int] | None:
         m = UUID_RE.match(uuid)

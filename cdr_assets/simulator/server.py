@@ -24,6 +24,7 @@ from .audio import corrupt, iter_audio
 from .config import SimulatorConfig
 from .data import parse_day
 from .faults import YEASTAR_API_PREFIX, Faults, Stats
+from .pagecache import PageCache
 from .protocol import Reply, Request, json_reply
 from .yeastar import YeastarApi
 from .zorio import ZorioApi
@@ -169,8 +170,11 @@ class Simulator:
         self.port = port
         self.faults = Faults()
         self.stats = Stats()
-        self.yeastar = YeastarApi(self.config, self.faults, self.stats, secrets.token_bytes(32))
-        self.zorio = ZorioApi(self.config, self.faults, self.stats)
+        self.page_cache = PageCache(self.config.page_cache_mb * 2**20)
+        self.yeastar = YeastarApi(
+            self.config, self.faults, self.stats, secrets.token_bytes(32), self.page_cache
+        )
+        self.zorio = ZorioApi(self.config, self.faults, self.stats, self.page_cache)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._conns: set[socket.socket] = set()

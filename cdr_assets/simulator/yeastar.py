@@ -3,7 +3,9 @@
 Owns the vendor's semantics: tokens (get/refresh/expire, 8-token cap, IP block after 5 failed
 logins), errors as HTTP 200 `{"errcode", "errmsg"}`, display-format time windows, paging,
 recording links (stateless HMAC tokens) and the one-at-a-time mp3 rule. Records come from
-`data.YeastarCalls`; transport-level faults are applied by `server.py`.
+`data.YeastarCalls`; transport-level faults are applied by `server.py`. Unfiltered CDR pages
+are written as JSON text directly (`YeastarCalls.record_json`, equal to dumping the dicts) and
+kept in the shared `PageCache`.
 
 Choices where the vendor page is silent (documented here, mirrored in tests):
 - wrong credentials on `get_token` -> errcode -1 "FAILURE"; the 5th consecutive failure from an
@@ -43,6 +45,7 @@ from .data import (
     wall_to_instants,
 )
 from .faults import YEASTAR_API_PREFIX, Faults, Stats
+from .pagecache import PageCache
 from .protocol import Reply, Request, json_reply
 
 ERRORS = {
@@ -114,9 +117,11 @@ class YeastarApi:
     """Request handlers of one simulated Yeastar PBX."""
 
     def __init__(
-        self, config: SimulatorConfig, faults: Faults, stats: Stats, link_secret: bytes
+        self, config: SimulatorConfig, faults: Faults, stats: Stats, link_secret: bytes,
+        cache: PageCache | None = None,
     ) -> None:
         self.cfg = config.yeastar
+        self.cache = cache if cache is not None else PageCache(config.page_cache_mb * 2**20)
         self.seed = config.seed
         self.faults = faults
         self.stats = stats
@@ -146,6 +151,25 @@ class YeastarApi:
 
     def day_records(self, d: date) -> list[dict]:
         return [self.render(d, i) for i in range(self.calls.index.n)]
+
+    def page_text(
+        self, segments: list[tuple[date, int, int]], offset: int, limit: int
+    ) -> tuple[int, bytes]:
+        """(count, JSON text of the records, comma-separated) of an unfiltered CDR page.
+
+        Byte-equal to dumping `render()` dicts; served from the page cache when the same
+        window, slice and withheld set were rendered before.
+        """
+        withheld = frozenset(self.faults.withheld_recordings)
+        key = ("yeastar", tuple(segments), offset, limit, withheld)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        items = page_of_segments(segments, offset, limit)
+        record_json = self.calls.record_json
+        text = ",".join([record_json(d, i, withheld) for d, i in items]).encode()
+        self.cache.put(key, len(items), text)
+        return len(items), text
 
     def recording(self, ref: str) -> tuple[date, int, Generated, int] | None:
         """(day, index, call, seconds) of a downloadable recording by record_file or id."""
@@ -335,17 +359,18 @@ class YeastarApi:
         size = _int_param(req.query, "page_size", MAX_PAGE_SIZE, 1, MAX_PAGE_SIZE)
         offset = (page - 1) * size
         if record_filter is None:
-            total = sum(hi - lo for _, lo, hi in segments)
-            data = [self.render(d, i) for d, i in page_of_segments(segments, offset, size)]
-        else:
-            total, data = 0, []
-            for d, lo, hi in segments:
-                for i in range(lo, hi):
-                    rec = self.render(d, i)
-                    if record_filter(rec):
-                        if offset <= total < offset + size:
-                            data.append(rec)
-                        total += 1
+            total = sum(hi - lo for _, lo, hi in segments) + self.faults.total_offset
+            _, text = self.page_text(segments, offset, size)
+            head = f'{{"errcode":0,"errmsg":"SUCCESS","total_number":{total},"data":['
+            return Reply(200, b"".join((head.encode(), text, b"]}")))
+        total, data = 0, []
+        for d, lo, hi in segments:
+            for i in range(lo, hi):
+                rec = self.render(d, i)
+                if record_filter(rec):
+                    if offset <= total < offset + size:
+                        data.append(rec)
+                    total += 1
         return json_reply(200, {
             "errcode": 0,
             "errmsg": "SUCCESS",

@@ -4,6 +4,8 @@ Owns the vendor's semantics: bearer auth (401 `{"message":"Unauthenticated."}`),
 422 validation, date windows read in `date_timezone`, Laravel paging envelopes, detail records
 with HMAC-signed recording URLs built from the request's Host, and the 302 to a fresh URL.
 Records come from `data.ZorioCalls`; transport-level faults are applied by `server.py`.
+Unfiltered list pages are written as JSON text directly (`ZorioCalls.record_json`, equal to
+dumping the dicts) and kept in the shared `PageCache`.
 
 Choices where the vendor page is silent: the window rule is `(to - from).days >= max_window_days
 -> 422` for explicit dates; omitted dates default to now-30d / now (in `date_timezone`) and a
@@ -32,6 +34,7 @@ from .data import (
     page_of_segments,
 )
 from .faults import Faults, Stats
+from .pagecache import PageCache
 from .protocol import Reply, Request, json_reply
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -43,8 +46,12 @@ NOT_FOUND = {"message": "Not found."}
 class ZorioApi:
     """Request handlers of one simulated Zorio PBX account."""
 
-    def __init__(self, config: SimulatorConfig, faults: Faults, stats: Stats) -> None:
+    def __init__(
+        self, config: SimulatorConfig, faults: Faults, stats: Stats,
+        cache: PageCache | None = None,
+    ) -> None:
         self.cfg = config.zorio
+        self.cache = cache if cache is not None else PageCache(config.page_cache_mb * 2**20)
         self.seed = config.seed
         self.faults = faults
         self.stats = stats
@@ -66,6 +73,25 @@ class ZorioApi:
 
     def day_records(self, d: date) -> list[dict]:
         return [self.render(d, i) for i in range(self.calls.index.n)]
+
+    def page_text(
+        self, segments: list[tuple[date, int, int]], offset: int, limit: int
+    ) -> tuple[int, bytes]:
+        """(count, JSON text of the records, comma-separated) of an unfiltered list page.
+
+        Byte-equal to dumping `render()` dicts; served from the page cache when the same
+        window, slice and withheld set were rendered before.
+        """
+        withheld = frozenset(self.faults.withheld_recordings)
+        key = ("zorio", tuple(segments), offset, limit, withheld)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        items = page_of_segments(segments, offset, limit)
+        record_json = self.calls.record_json
+        text = ",".join([record_json(d, i, withheld) for d, i in items]).encode()
+        self.cache.put(key, len(items), text)
+        return len(items), text
 
     def recording(self, ref: str) -> tuple[date, int, Generated, int] | None:
         """(day, index, call, seconds) of a downloadable recording by uuid or recording id."""
@@ -191,23 +217,27 @@ class ZorioApi:
         offset = (page - 1) * per_page
         direction, extension, phone = p["direction"], p["extension"], p["phone"]
         if direction is None and extension is None and phone is None:
-            total = sum(hi - lo for _, lo, hi in segments)
-            data = [self.render(d, i) for d, i in page_of_segments(segments, offset, per_page)]
-        else:
-            total, data = 0, []
-            for d, lo, hi in segments:
-                for i in range(lo, hi):
-                    rec = self.render(d, i)
-                    if (
-                        (direction is None or rec["direction"] == direction)
-                        and (extension is None
-                             or extension in (rec["extension_number"], rec["agent_extension"]))
-                        and (phone is None
-                             or phone in (rec["caller_number"], rec["destination_number"]))
-                    ):
-                        if offset <= total < offset + per_page:
-                            data.append(rec)
-                        total += 1
+            total = sum(hi - lo for _, lo, hi in segments) + self.faults.total_offset
+            count, text = self.page_text(segments, offset, per_page)
+            first, last = (offset + 1, offset + count) if count else ("null", "null")
+            head = f'{{"current_page":{page},"data":['
+            tail = (f'],"from":{first},"last_page":{max(1, math.ceil(total / per_page))},'
+                    f'"per_page":{per_page},"to":{last},"total":{total}}}')
+            return Reply(200, b"".join((head.encode(), text, tail.encode())))
+        total, data = 0, []
+        for d, lo, hi in segments:
+            for i in range(lo, hi):
+                rec = self.render(d, i)
+                if (
+                    (direction is None or rec["direction"] == direction)
+                    and (extension is None
+                         or extension in (rec["extension_number"], rec["agent_extension"]))
+                    and (phone is None
+                         or phone in (rec["caller_number"], rec["destination_number"]))
+                ):
+                    if offset <= total < offset + per_page:
+                        data.append(rec)
+                    total += 1
         total += self.faults.total_offset
         return json_reply(200, {
             "current_page": page,

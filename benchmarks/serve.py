@@ -1,0 +1,55 @@
+"""The benchmark's simulator process: `python -m benchmarks.serve --calls N ...`.
+
+Owns starting a `Simulator` with the benchmark's day (both Zorio zones equal, a page cache big
+enough for the whole day) and the faults the recording benchmark needs (one long recording),
+printing its URL and serving until SIGTERM. It measures nothing itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from cdr_assets.simulator import Simulator, SimulatorConfig
+
+
+def bench_config(calls: int, seed: int, timezone: str, page_cache_mb: int) -> SimulatorConfig:
+    """The simulated PBXs of a benchmark: Zorio reads `from`/`to` in its own zone."""
+    return SimulatorConfig(
+        seed=seed, calls_per_day=calls, page_cache_mb=page_cache_mb,
+    ).with_overrides(zorio={"timezone": timezone, "date_timezone": timezone})
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.serve")
+    p.add_argument("--calls", type=int, required=True, help="calls per day")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--timezone", required=True, help="Zorio PBX zone == its date_timezone")
+    p.add_argument("--page-cache-mb", type=int, default=64)
+    p.add_argument("--recording-seconds", action="append", default=[], metavar="REF=SECONDS",
+                   help="override a recording's length (repeatable)")
+    args = p.parse_args(argv)
+    sim = Simulator(bench_config(args.calls, args.seed, args.timezone, args.page_cache_mb))
+    for item in args.recording_seconds:
+        ref, _, seconds = item.partition("=")
+        sim.faults.recording_seconds[ref] = int(seconds)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    sim.start()
+    print(f"simulator listening on {sim.base_url}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        cache = sim.page_cache
+        print(f"page cache: {len(cache)} pages, {cache.size / 2**20:.0f} MB, "
+              f"{cache.hits} hits, {cache.misses} misses", file=sys.stderr, flush=True)
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
