@@ -193,7 +193,11 @@ class PageReader:
             blob = orjson.dumps(self.records)
         except (orjson.JSONEncodeError, TypeError):
             return pa.array([_dumps_one(r) for r in self.records], type=pa.string())
-        inner = pa.array([memoryview(blob)[2:-2]], type=pa.binary()).cast(pa.string())
+        # Built over the blob's own buffer: `pa.array([memoryview(...)])` never released the
+        # memoryview on pyarrow 26, which kept every page's blob alive (memory grew per page).
+        body = pa.py_buffer(blob).slice(2, max(len(blob) - 4, 0))
+        offsets = pa.array([0, body.size], pa.int32()).buffers()[1]
+        inner = pa.Array.from_buffers(pa.string(), 1, [None, offsets, body])
         pieces = pc.split_pattern(inner, "},{").flatten()
         if len(pieces) != n:
             return pa.array([_dumps_one(r) for r in self.records], type=pa.string())

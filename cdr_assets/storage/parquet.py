@@ -166,6 +166,7 @@ class PartitionWriter:
         self._buffer: list[pa.Table] = []
         self._buffered = 0
         self._rows = 0
+        self._key_hashes: list[np.ndarray] = []  # 8 bytes a row: the cheap duplicate pre-check
         self._state = "open"  # open -> committed | aborted
 
     @property
@@ -196,6 +197,9 @@ class PartitionWriter:
         batch = self._conform(batch)
         if batch.num_rows == 0:
             return
+        if self.key is not None:
+            keys = batch.column(self.key).to_pylist()
+            self._key_hashes.append(np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys)))
         self._buffer.append(batch)
         self._buffered += batch.num_rows
         while self._buffered >= self.row_group_size:
@@ -301,6 +305,15 @@ class PartitionWriter:
             with contextlib.suppress(OSError):
                 os.rmdir(self._tmp_dir)
 
+    def _may_have_duplicates(self) -> bool:
+        """False when no two keys share a 64-bit hash (then no two keys are equal): a sort of
+        8 bytes a row instead of reading and sorting the key column of a million-row day."""
+        if not self._key_hashes:
+            return False
+        hashes = np.sort(np.concatenate(self._key_hashes))
+        self._key_hashes = []
+        return bool((hashes[1:] == hashes[:-1]).any())
+
     def _dedupe(self) -> int:
         """Rewrite the temporary file without earlier duplicates of a key; returns rows dropped.
 
@@ -310,6 +323,8 @@ class PartitionWriter:
         through a keep-mask. Null keys are never treated as duplicates.
         """
         assert self.key is not None
+        if not self._may_have_duplicates():
+            return 0
         keys = pq.read_table(self._tmp, columns=[self.key]).column(self.key)
         n = len(keys)
         if n < 2:
