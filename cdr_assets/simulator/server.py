@@ -89,25 +89,24 @@ class _Handler(BaseHTTPRequestHandler):
             reply = sim._route(req)
         except Exception:  # a bug must not kill the connection silently
             reply = json_reply(500, {"message": "Simulator error."})
-        status = self._write(sim, reply)
-        # a Yeastar download path is itself a credential: record only the endpoint
+        # Recorded before the reply goes out, so a client that has its answer sees it counted.
+        # A Yeastar download path is itself a credential: record only the endpoint.
         path = req.endpoint if req.endpoint == "/api/download" else req.path
-        sim.stats.record(req.method, path, req.endpoint or req.path, status)
+        sim.stats.record(req.method, path, req.endpoint or req.path, reply.status)
+        self._write(sim, reply)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch  # noqa: N815
 
-    def _write(self, sim: Simulator, reply: Reply) -> int:
+    def _write(self, sim: Simulator, reply: Reply) -> None:
         try:
             if reply.stream is None:
                 self._headers(reply, len(reply.body))
                 if self.command != "HEAD":
                     self.wfile.write(reply.body)
-                return reply.status
+                return
             self._stream(sim, reply)
-            return reply.status
         except (ConnectionError, TimeoutError, OSError):
             self.close_connection = True
-            return reply.status
         finally:
             if reply.on_close is not None:
                 reply.on_close()
@@ -140,8 +139,8 @@ class _Handler(BaseHTTPRequestHandler):
             if rate:
                 for k in range(0, len(chunk), _THROTTLE_CHUNK):
                     piece = chunk[k : k + _THROTTLE_CHUNK]
+                    time.sleep(len(piece) / rate)  # before the write: no pause after the last byte
                     self.wfile.write(piece)
-                    time.sleep(len(piece) / rate)
             else:
                 self.wfile.write(chunk)
             sent += len(chunk)
