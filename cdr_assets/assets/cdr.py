@@ -61,7 +61,7 @@ def fetch_cdr_day(
             storage.data_dir, "cdr", pbx.name, day, CDR_SCHEMA, row_group_size=ROW_GROUP_ROWS
         ) as writer:
             # Arrow's fixed per-call cost is paid per ~10,000 records, not per 200-record page.
-            for records in batch_pages(fetch.pages()):
+            for records in batch_pages(fetch.record_pages()):
                 table = normalize(
                     records, pbx=pbx.name, timezone=pbx.timezone, ingested_at=ingested_at
                 )

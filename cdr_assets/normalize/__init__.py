@@ -20,6 +20,7 @@ import pyarrow as pa
 from cdr_assets.normalize.common import batch_pages
 from cdr_assets.normalize.yeastar import normalize_yeastar_records
 from cdr_assets.normalize.zorio import normalize_zorio_records
+from cdr_assets.vendors.base import JsonRecords
 
 
 class Normalizer(Protocol):
@@ -27,7 +28,7 @@ class Normalizer(Protocol):
 
     def __call__(
         self,
-        records: Sequence[dict[str, Any]],
+        records: Sequence[dict[str, Any]] | JsonRecords,
         *,
         pbx: str,
         timezone: ZoneInfo | str,

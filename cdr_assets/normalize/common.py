@@ -30,9 +30,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pj
 
 from cdr_assets.errors import RecordFormatError
 from cdr_assets.schema import CDR_SCHEMA, UTC_TIMESTAMP
+from cdr_assets.vendors.base import JsonRecords
 
 US_PER_S = 1_000_000
 _INT_TEXT = re.compile(r"[+-]?\d+")
@@ -41,27 +43,58 @@ _FALSE_TEXT = frozenset({"false", "0", ""})
 # No lazy quantifiers: RE2 runs this ~5x faster than `(?P<name>.*?)\s*<...`; the parts are
 # trimmed afterwards.
 _NAME_NUMBER = r"^(?P<name>[^<]*)<(?P<number>[^<>]*)>$"
+# 1 MiB blocks: a 10,000-record batch is parsed on every core; bigger blocks parse serially.
+_JSON_READ = pj.ReadOptions(block_size=1 << 20)
 
 
 class PageReader:
-    """One page of one vendor's records, with the context a `RecordFormatError` needs."""
+    """One page of one vendor's records, with the context a `RecordFormatError` needs.
 
-    def __init__(self, records: Sequence[Any], *, vendor: str, id_field: str) -> None:
-        self.records = records
+    The records come as dicts or as unparsed `JsonRecords`; the latter are parsed straight into
+    Arrow by `columns` and become dicts only if that is refused (or an error must name one).
+    """
+
+    def __init__(self, records: Sequence[Any] | JsonRecords, *, vendor: str, id_field: str) -> None:
         self.vendor = vendor
         self.id_field = id_field
+        self._json: JsonRecords | None = None
+        self._raw: pa.Array | None = None
+        self._records: Sequence[Any] | None = None
+        if isinstance(records, JsonRecords):
+            self._json = records
+        else:
+            self._set_records(records)
+
+    def _set_records(self, records: Sequence[Any]) -> None:
         if set(map(type, records)) - {dict}:  # C-speed scan; the loop below runs only on error
             for i, record in enumerate(records):
                 if not isinstance(record, dict):
                     raise RecordFormatError(
-                        vendor,
+                        self.vendor,
                         "<record>",
                         None,
                         f"must be a JSON object, got {type(record).__name__} "
                         f"(item {i} of the page)",
                     )
+        self._records = records
+
+    @property
+    def records(self) -> Sequence[Any]:
+        """The records as dicts (parsed from the JSON text on first use)."""
+        if self._records is None:
+            assert self._json is not None
+            try:
+                self._set_records(self._json.dicts())
+            except orjson.JSONDecodeError as exc:
+                raise RecordFormatError(
+                    self.vendor, "<record>", None, f"is not valid JSON ({exc})"
+                ) from None
+        assert self._records is not None
+        return self._records
 
     def __len__(self) -> int:
+        if self._records is None and self._json is not None:
+            return len(self._json)
         return len(self.records)
 
     def record_id(self, index: int) -> str | None:
@@ -88,11 +121,42 @@ class PageReader:
         leniently or raises a RecordFormatError naming the field and record.
         """
         names = [fields.field(i).name for i in range(fields.num_fields)]
+        if self._records is None:
+            parsed = self._parse_json(fields)
+            if parsed is not None:
+                return {name: parsed.column(name).combine_chunks() for name in names}
         try:
             struct = pa.array(self.records, type=fields)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
             return {name: self._column(name, fields.field(i).type) for i, name in enumerate(names)}
         return {name: struct.field(i) for i, name in enumerate(names)}
+
+    def _parse_json(self, fields: pa.StructType) -> pa.Table | None:
+        """The JSON lines parsed by pyarrow (C++, on all cores, without the GIL) into `fields`,
+        or None when it refuses them or a line is not exactly one object; the raw column is
+        cut from the same text.
+
+        Its strictness matches `pa.array`'s fast path (no number for text, no text for a number,
+        no float for an integer; unknown fields ignored), so whatever it refuses takes the dict
+        path, with its lenient conversions and its errors naming field and record.
+        """
+        assert self._json is not None
+        lines = self._json.lines
+        options = pj.ParseOptions(
+            explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore"
+        )
+        try:
+            table = pj.read_json(
+                pa.BufferReader(lines), read_options=_JSON_READ, parse_options=options
+            )
+            raw = _split_lines(lines)
+            raw.validate(full=True)  # UTF-8, also in fields the parse ignored
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            return None
+        if table.num_rows != len(self._json) or len(raw) != len(self._json):
+            return None  # a line held more than one object, or a blank line
+        self._raw = raw
+        return table
 
     def _column(self, name: str, typ: pa.DataType) -> pa.Array:
         values = [record.get(name) for record in self.records]
@@ -157,7 +221,7 @@ class PageReader:
         vendor page.
         """
         names = list(columns)
-        n = len(self.records)
+        n = len(self)
         text = blank_to_null(pa.concat_arrays([columns[name] for name in names]))
         try:
             parsed = _cast_iso(text)
@@ -188,6 +252,8 @@ class PageReader:
         `},{` between records. A `},{` inside a value would add pieces, so the count check
         proves the split exact; otherwise each record is serialized on its own.
         """
+        if self._raw is not None:
+            return self._raw
         n = len(self.records)
         try:
             blob = orjson.dumps(self.records)
@@ -202,6 +268,14 @@ class PageReader:
         if len(pieces) != n:
             return pa.array([_dumps_one(r) for r in self.records], type=pa.string())
         return pc.binary_join_element_wise("{", pieces, "}", "")
+
+
+def _split_lines(lines: bytes) -> pa.Array:
+    """Each line of `lines` as a string, over the bytes' own buffer (no copy until the split)."""
+    body = pa.py_buffer(lines)
+    offsets = pa.array([0, body.size], pa.int32()).buffers()[1]
+    whole = pa.Array.from_buffers(pa.string(), 1, [None, offsets, body])
+    return pc.split_pattern(whole, "\n").flatten()
 
 
 def _cast_iso(text: pa.Array) -> pa.Array:
@@ -385,22 +459,36 @@ def ingested_column(ingested_at: datetime, n: int) -> pa.Array:
 
 
 def batch_pages(
-    pages: Iterable[Sequence[dict[str, Any]]], min_records: int = 10_000
-) -> Iterator[list[dict[str, Any]]]:
+    pages: Iterable[Sequence[dict[str, Any]] | JsonRecords], min_records: int = 10_000
+) -> Iterator[list[dict[str, Any]] | JsonRecords]:
     """Join small API pages into batches of at least `min_records` (the last may be smaller).
 
     Normalizing costs a fixed ~1-3 ms per call plus ~2-4 us per record, so 200-record pages
     (Zorio's maximum) cost more to convert than to decode; 10,000-record batches cost less.
-    Memory stays flat: one batch of dicts is held at a time.
+    A batch with unparsed `JsonRecords` pages stays unparsed (one text, parsed at once; a dict
+    page among them is serialized into it). Memory stays flat: one batch is held at a time.
     """
-    batch: list[dict[str, Any]] = []
+    batch: list[Sequence[dict[str, Any]] | JsonRecords] = []
+    size = 0
     for page in pages:
-        batch.extend(page)
-        if len(batch) >= min_records:
-            yield batch
-            batch = []
+        batch.append(page)
+        size += len(page)
+        if size >= min_records:
+            yield _join(batch)
+            batch, size = [], 0
     if batch:
-        yield batch
+        yield _join(batch)
+
+
+def _join(
+    pages: list[Sequence[dict[str, Any]] | JsonRecords],
+) -> list[dict[str, Any]] | JsonRecords:
+    texts = [page for page in pages if isinstance(page, JsonRecords)]
+    if not texts:
+        return [record for page in pages for record in page]
+    return JsonRecords.join(
+        [p if isinstance(p, JsonRecords) else JsonRecords.from_dicts(p) for p in pages]
+    )
 
 
 def cdr_table(columns: Mapping[str, pa.Array]) -> pa.Table:

@@ -37,6 +37,7 @@ from cdr_assets.normalize.common import (
     zone_key,
 )
 from cdr_assets.schema import CDR_SCHEMA
+from cdr_assets.vendors.base import JsonRecords
 
 VENDOR = "yeastar"
 
@@ -103,7 +104,7 @@ DIRECTIONS: dict[str, str] = {
 
 
 def normalize_yeastar_records(
-    records: Sequence[dict[str, Any]],
+    records: Sequence[dict[str, Any]] | JsonRecords,
     *,
     pbx: str,
     timezone: ZoneInfo | str,
@@ -122,6 +123,9 @@ def normalize_yeastar_records(
         return CDR_SCHEMA.empty_table()
     page = PageReader(records, vendor=VENDOR, id_field="uid")
     col = page.columns(_STRUCT)
+    if len(page) != n:  # JSON lines whose cheap count the parse refused: now counted exactly
+        n = len(page)
+        ingested = ingested_column(ingested_at, n)
 
     cdr_id = page.require_text("uid", col["uid"])
     start_us = page.seconds_to_us("timestamp", page.require_present("timestamp", col["timestamp"]))

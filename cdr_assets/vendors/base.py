@@ -7,17 +7,90 @@ vendor, no endpoint and no HTTP beyond holding an open streamed `requests.Respon
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import date
 from typing import Any, Protocol, runtime_checkable
 
+import orjson
 import requests
 
 from cdr_assets.errors import PbxApiError, RecordingCorrupt
 
 #: One page of CDRs exactly as the API sent them.
 CdrPage = list[dict[str, Any]]
+
+
+class JsonRecords:
+    """Records exactly as the API sent them: compact JSON objects, one per line, not yet parsed.
+
+    Parsing a page into dicts costs more than everything else the client does, and the
+    normalizer can parse these lines straight into Arrow, so a client yields this instead of a
+    `CdrPage` when the body has the compact shape `split_record_array` needs. `len()` is the
+    number of lines; a line that is not exactly one object is found by whoever parses them, and
+    `dicts()` is then the exact answer.
+    """
+
+    def __init__(self, lines: bytes, count: int) -> None:
+        self.lines = lines
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def dicts(self) -> CdrPage:
+        """The records parsed one by one (raises `orjson.JSONDecodeError` on a bad body)."""
+        if not self.lines:
+            return []
+        records = orjson.loads(b"[" + self.lines.replace(b"}\n{", b"},{") + b"]")
+        if not isinstance(records, list):
+            raise orjson.JSONDecodeError("records are not a JSON array", "", 0)
+        return records
+
+    @classmethod
+    def from_dicts(cls, records: Sequence[Any]) -> JsonRecords:
+        """Records already parsed, as JSON lines again (orjson writes no newline in a value)."""
+        return cls(b"\n".join(map(orjson.dumps, records)), len(records))
+
+    @classmethod
+    def join(cls, parts: list[JsonRecords]) -> JsonRecords:
+        """Several pages' records as one (one copy of the text, so a batch is parsed at once)."""
+        return cls(
+            b"\n".join(part.lines for part in parts if part.count), sum(len(p) for p in parts)
+        )
+
+
+def split_record_array(body: bytes, key: str = "data") -> tuple[dict[str, Any], JsonRecords] | None:
+    """A JSON object body's envelope (with `key` emptied to `[]`) and the records of `key`.
+
+    Only the envelope is parsed here; the records are cut from the body by their `},{`
+    boundaries. Returns None, so the caller parses the whole body as before, unless the body has
+    the compact shape that makes this safe: `key` holds a non-empty array of objects written
+    without newlines, and the body without that array is a JSON object whose `key` is `[]`. A
+    `},{` inside a string would cut a record in two: the caller compares `len()` with the page
+    size the envelope announces, and the normalizer's parse refuses a line that ends inside a
+    string, then falls back to `dicts()`.
+    """
+    marker = b'"' + key.encode() + b'":[{'
+    start = body.find(marker)
+    if start < 0:
+        return None
+    start += len(marker) - 2
+    end = body.rfind(b"}]")  # the last one: from the right, it costs nothing to find
+    if end < start:
+        return None
+    end += 2
+    array = body[start:end]
+    if b"\n" in array or b"\r" in array:
+        return None
+    try:
+        envelope = orjson.loads(body[:start] + b"[]" + body[end:])
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(envelope, dict) or envelope.get(key) != []:
+        return None
+    lines = array[1:-1].replace(b"},{", b"}\n{")
+    return envelope, JsonRecords(lines, lines.count(b"\n") + 1)
 
 
 @runtime_checkable
@@ -55,7 +128,7 @@ class WindowCounter:
 
 #: Yields the pages of one window; sets `counter.api_total` / `counter.fetched` as it goes and
 #: raises `CdrCountMismatch` itself when the counts disagree after its own restart.
-WindowPager = Callable[[WindowCounter], Iterator[CdrPage]]
+WindowPager = Callable[[WindowCounter], Iterator[CdrPage | JsonRecords]]
 
 
 class CdrFetch:
@@ -83,6 +156,12 @@ class CdrFetch:
 
     def pages(self) -> Iterator[CdrPage]:
         """Yield each page (a list of record dicts); can be consumed once."""
+        for page in self.record_pages():
+            yield page.dicts() if isinstance(page, JsonRecords) else page
+
+    def record_pages(self) -> Iterator[CdrPage | JsonRecords]:
+        """Like `pages()`, but a page may come as unparsed `JsonRecords` (for the normalizer,
+        which parses them straight into Arrow); can be consumed once."""
         if self._consumed:
             raise RuntimeError("CdrFetch.pages() can be consumed only once; call fetch_cdrs again")
         self._consumed = True

@@ -24,6 +24,7 @@ from cdr_assets.errors import (
     RecordingMissing,
 )
 from cdr_assets.vendors import PbxClient, ZorioResource
+from cdr_assets.vendors.base import JsonRecords
 from cdr_assets.vendors.zorio import split_date_span, zorio_date_span
 from tests.vendors.simclients import DAY, collect, settled_count, zorio_client
 
@@ -373,3 +374,16 @@ def test_secrets_never_reach_logs_or_errors(make_simulator, caplog) -> None:
     for text in texts:
         for needle in (token, *signatures):
             assert needle not in text
+
+
+def test_record_pages_hand_over_unparsed_lines_counted_against_the_envelope(
+    make_simulator,
+) -> None:
+    sim = make_simulator(calls_per_day=20)
+    client = zorio_client(sim, per_page=7, query_timezone="UTC")
+    fetch = client.fetch_cdrs(DAY, DAY)
+    pages = list(fetch.record_pages())
+    assert pages and all(isinstance(page, JsonRecords) for page in pages)
+    records = [record for page in pages for record in page.dicts()]
+    assert fetch.api_total == fetch.fetched == len(records) == sum(len(p) for p in pages)
+    assert records == collect(client.fetch_cdrs(DAY, DAY))
