@@ -1,8 +1,8 @@
 """Quick timing, not a test: stdlib `json.loads` of a page vs normalizing the decoded records.
 
-Run: `.venv/bin/python -m tests.normalize.timing_normalize [n_records] [page_size]`.
+Run: `.venv/bin/python -m benchmarks.normalize_timing [n_records] [page_size]`.
 The design target is conversion cheaper than the JSON decode that produced the records; this
-prints both for synthetic Yeastar- and Zorio-shaped pages. Not collected by pytest (no `test_`).
+prints both for synthetic Yeastar- and Zorio-shaped pages.
 """
 
 from __future__ import annotations
