@@ -20,7 +20,7 @@ import pyarrow as pa
 from cdr_assets.normalize.common import batch_pages
 from cdr_assets.normalize.yeastar import normalize_yeastar_records
 from cdr_assets.normalize.zorio import normalize_zorio_records
-from cdr_assets.vendors.base import JsonRecords
+from cdr_assets.records import JsonRecords
 
 
 class Normalizer(Protocol):

@@ -33,8 +33,8 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from cdr_assets.errors import RecordFormatError
+from cdr_assets.records import JsonRecords
 from cdr_assets.schema import CDR_SCHEMA, UTC_TIMESTAMP
-from cdr_assets.vendors.base import JsonRecords
 
 US_PER_S = 1_000_000
 _INT_TEXT = re.compile(r"[+-]?\d+")

@@ -36,8 +36,8 @@ from cdr_assets.normalize.common import (
     us_to_timestamps,
     zone_key,
 )
+from cdr_assets.records import JsonRecords
 from cdr_assets.schema import CDR_SCHEMA
-from cdr_assets.vendors.base import JsonRecords
 
 VENDOR = "yeastar"
 

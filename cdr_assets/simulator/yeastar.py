@@ -32,6 +32,7 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from hashlib import sha256
 
+from .api import VendorApi
 from .audio import CONTENT_TYPES, audio_size, iter_audio
 from .config import SimulatorConfig
 from .data import (
@@ -41,7 +42,6 @@ from .data import (
     Generated,
     YeastarCalls,
     extension_group,
-    page_of_segments,
     wall_to_instants,
 )
 from .faults import YEASTAR_API_PREFIX, Faults, Stats
@@ -113,18 +113,17 @@ def _number_of(record: dict, side: str) -> str:
     return m.group(1) if m else shown
 
 
-class YeastarApi:
+class YeastarApi(VendorApi):
     """Request handlers of one simulated Yeastar PBX."""
+
+    vendor = "yeastar"
 
     def __init__(
         self, config: SimulatorConfig, faults: Faults, stats: Stats, link_secret: bytes,
         cache: PageCache | None = None,
     ) -> None:
         self.cfg = config.yeastar
-        self.cache = cache if cache is not None else PageCache(config.page_cache_mb * 2**20)
-        self.seed = config.seed
-        self.faults = faults
-        self.stats = stats
+        super().__init__(config, faults, stats, cache)
         self.display = DisplayFormat(self.cfg.date_format, self.cfg.clock)
         self.calls = YeastarCalls(
             config.seed, self.cfg.timezone, config.calls_per_day, config.recording_ratio,
@@ -148,28 +147,6 @@ class YeastarApi:
         if withheld and rec.get("record_file") in withheld:
             del rec["record_file"]
         return rec
-
-    def day_records(self, d: date) -> list[dict]:
-        return [self.render(d, i) for i in range(self.calls.index.n)]
-
-    def page_text(
-        self, segments: list[tuple[date, int, int]], offset: int, limit: int
-    ) -> tuple[int, bytes]:
-        """(count, JSON text of the records, comma-separated) of an unfiltered CDR page.
-
-        Byte-equal to dumping `render()` dicts; served from the page cache when the same
-        window, slice and withheld set were rendered before.
-        """
-        withheld = frozenset(self.faults.withheld_recordings)
-        key = ("yeastar", tuple(segments), offset, limit, withheld)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        items = page_of_segments(segments, offset, limit)
-        record_json = self.calls.record_json
-        text = ",".join([record_json(d, i, withheld) for d, i in items]).encode()
-        self.cache.put(key, len(items), text)
-        return len(items), text
 
     def recording(self, ref: str) -> tuple[date, int, Generated, int] | None:
         """(day, index, call, seconds) of a downloadable recording by record_file or id."""

@@ -23,6 +23,7 @@ from datetime import date, datetime, timedelta
 from hashlib import sha256
 from zoneinfo import ZoneInfo
 
+from .api import VendorApi
 from .audio import CONTENT_TYPES, iter_wav, wav_size
 from .config import SimulatorConfig
 from .data import (
@@ -31,7 +32,6 @@ from .data import (
     ZorioCalls,
     iso_utc,
     local_midnight,
-    page_of_segments,
 )
 from .faults import Faults, Stats
 from .pagecache import PageCache
@@ -43,18 +43,17 @@ _AUDIO_RE = re.compile(r"^/api/public/recordings/([^/]+)/audio$")
 NOT_FOUND = {"message": "Not found."}
 
 
-class ZorioApi:
+class ZorioApi(VendorApi):
     """Request handlers of one simulated Zorio PBX account."""
+
+    vendor = "zorio"
 
     def __init__(
         self, config: SimulatorConfig, faults: Faults, stats: Stats,
         cache: PageCache | None = None,
     ) -> None:
         self.cfg = config.zorio
-        self.cache = cache if cache is not None else PageCache(config.page_cache_mb * 2**20)
-        self.seed = config.seed
-        self.faults = faults
-        self.stats = stats
+        super().__init__(config, faults, stats, cache)
         self.calls = ZorioCalls(
             config.seed, self.cfg.timezone, config.calls_per_day, config.recording_ratio
         )
@@ -70,28 +69,6 @@ class ZorioApi:
         if withheld and rec["recording_available"] and rec["uuid"] in withheld:
             rec["recording_available"] = False
         return rec
-
-    def day_records(self, d: date) -> list[dict]:
-        return [self.render(d, i) for i in range(self.calls.index.n)]
-
-    def page_text(
-        self, segments: list[tuple[date, int, int]], offset: int, limit: int
-    ) -> tuple[int, bytes]:
-        """(count, JSON text of the records, comma-separated) of an unfiltered list page.
-
-        Byte-equal to dumping `render()` dicts; served from the page cache when the same
-        window, slice and withheld set were rendered before.
-        """
-        withheld = frozenset(self.faults.withheld_recordings)
-        key = ("zorio", tuple(segments), offset, limit, withheld)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        items = page_of_segments(segments, offset, limit)
-        record_json = self.calls.record_json
-        text = ",".join([record_json(d, i, withheld) for d, i in items]).encode()
-        self.cache.put(key, len(items), text)
-        return len(items), text
 
     def recording(self, ref: str) -> tuple[date, int, Generated, int] | None:
         """(day, index, call, seconds) of a downloadable recording by uuid or recording id."""

@@ -7,7 +7,7 @@ vendor, no endpoint and no HTTP beyond holding an open streamed `requests.Respon
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import date
 from typing import Any, Protocol, runtime_checkable
@@ -16,48 +16,7 @@ import orjson
 import requests
 
 from cdr_assets.errors import PbxApiError, RecordingCorrupt
-
-#: One page of CDRs exactly as the API sent them.
-CdrPage = list[dict[str, Any]]
-
-
-class JsonRecords:
-    """Records exactly as the API sent them: compact JSON objects, one per line, not yet parsed.
-
-    Parsing a page into dicts costs more than everything else the client does, and the
-    normalizer can parse these lines straight into Arrow, so a client yields this instead of a
-    `CdrPage` when the body has the compact shape `split_record_array` needs. `len()` is the
-    number of lines; a line that is not exactly one object is found by whoever parses them, and
-    `dicts()` is then the exact answer.
-    """
-
-    def __init__(self, lines: bytes, count: int) -> None:
-        self.lines = lines
-        self.count = count
-
-    def __len__(self) -> int:
-        return self.count
-
-    def dicts(self) -> CdrPage:
-        """The records parsed one by one (raises `orjson.JSONDecodeError` on a bad body)."""
-        if not self.lines:
-            return []
-        records = orjson.loads(b"[" + self.lines.replace(b"}\n{", b"},{") + b"]")
-        if not isinstance(records, list):
-            raise orjson.JSONDecodeError("records are not a JSON array", "", 0)
-        return records
-
-    @classmethod
-    def from_dicts(cls, records: Sequence[Any]) -> JsonRecords:
-        """Records already parsed, as JSON lines again (orjson writes no newline in a value)."""
-        return cls(b"\n".join(map(orjson.dumps, records)), len(records))
-
-    @classmethod
-    def join(cls, parts: list[JsonRecords]) -> JsonRecords:
-        """Several pages' records as one (one copy of the text, so a batch is parsed at once)."""
-        return cls(
-            b"\n".join(part.lines for part in parts if part.count), sum(len(p) for p in parts)
-        )
+from cdr_assets.records import CdrPage, JsonRecords
 
 
 def split_record_array(body: bytes, key: str = "data") -> tuple[dict[str, Any], JsonRecords] | None:

@@ -11,7 +11,8 @@ import pytest
 
 from cdr_assets.errors import RecordFormatError
 from cdr_assets.normalize import batch_pages, normalize_zorio_records
-from cdr_assets.vendors.base import JsonRecords, split_record_array
+from cdr_assets.records import JsonRecords
+from cdr_assets.vendors.base import split_record_array
 from tests.normalize.seed_records import ZORIO_RECORD
 
 NOW = datetime(2026, 6, 28, 1, 0, tzinfo=UTC)

@@ -23,8 +23,8 @@ from cdr_assets.errors import (
     RecordingLinkExpired,
     RecordingMissing,
 )
+from cdr_assets.records import JsonRecords
 from cdr_assets.vendors import PbxClient, ZorioResource
-from cdr_assets.vendors.base import JsonRecords
 from cdr_assets.vendors.zorio import split_date_span, zorio_date_span
 from tests.vendors.simclients import DAY, collect, settled_count, zorio_client
 
