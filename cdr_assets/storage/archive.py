@@ -33,7 +33,7 @@ from datetime import date
 from typing import Any, BinaryIO
 
 from cdr_assets.errors import RecordingCorrupt
-from cdr_assets.storage.parquet import is_local, resolve_fs
+from cdr_assets.storage.parquet import is_local, remove_stale_temp_files, resolve_fs
 
 CONTENT_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg"}
 MAX_NAME_LEN = 120
@@ -356,6 +356,9 @@ class RecordingArchive:
                     raise RecordingCorrupt(f"{where}: audio header is truncated") from None
             if self._local:
                 os.replace(tmp, final)
+                remove_stale_temp_files(
+                    os.path.dirname(final), f".{os.path.basename(final)}.*.part"
+                )
                 with contextlib.suppress(OSError):
                     dir_fd = os.open(os.path.dirname(final), os.O_RDONLY)
                     try:

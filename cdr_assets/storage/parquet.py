@@ -19,9 +19,11 @@ It must not know HTTP, vendors or DuckDB; it never holds a whole partition in me
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import tempfile
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ from fsspec.implementations.local import LocalFileSystem
 from cdr_assets.errors import CdrAssetsError
 
 FILE_NAME = "data.parquet"
+STALE_TEMP_AGE_S = 6 * 3600  # older than any plausible partition write
 COMPRESSION = "zstd"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 
@@ -358,11 +361,27 @@ class PartitionWriter:
             _fsync_path(source)
             os.replace(source, self._final)
             _fsync_path(self._dir, directory=True)
+            remove_stale_temp_files(self._dir, f".{FILE_NAME}.*.tmp*")
         else:
             # One PUT of a finished local file: the object store replaces the key as a whole.
             self._fs.put_file(source, self._final)
             with contextlib.suppress(Exception):
                 self._fs.invalidate_cache(self._dir)
+
+
+def remove_stale_temp_files(
+    directory: str, pattern: str, older_than_s: float = STALE_TEMP_AGE_S
+) -> list[str]:
+    """Delete temp files a killed writer left behind (readers never saw them). Only old ones:
+    a younger file may belong to a writer that is still running."""
+    removed = []
+    cutoff = time.time() - older_than_s
+    for path in glob.glob(os.path.join(glob.escape(directory), pattern)):
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_mtime < cutoff:
+                os.remove(path)
+                removed.append(path)
+    return removed
 
 
 def read_partition(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
+import time
 import tracemalloc
 from collections.abc import Iterator
 from datetime import date
@@ -14,6 +16,7 @@ import pytest
 
 from cdr_assets.errors import RecordingCorrupt
 from cdr_assets.storage.archive import RecordingArchive, detect_audio, sanitize_component
+from cdr_assets.storage.parquet import STALE_TEMP_AGE_S
 from tests.fixtures.s3 import S3Location
 from tests.storage.helpers import MP3_FRAME_LEN, chunked, make_mp3, make_wav
 
@@ -244,3 +247,16 @@ def test_a_large_recording_streams_with_flat_memory(tmp_path: Path) -> None:
     assert stored.bytes == 44 + size_pcm
     assert stored.duration_s == pytest.approx(size_pcm / 16000)
     assert peak < 4 * 1024 * 1024
+
+
+def test_archiving_sweeps_old_part_files_a_killed_download_left(tmp_path: Path) -> None:
+    archive = RecordingArchive(str(tmp_path))
+    path = archive.path_for("hq", date(2026, 6, 27), "call-1", "wav")
+    directory = Path(path).parent
+    directory.mkdir(parents=True)
+    stale = directory / ".call-1.wav.0123abcd.part"
+    stale.write_bytes(b"RIFF half")
+    old = time.time() - STALE_TEMP_AGE_S - 60
+    os.utime(stale, (old, old))
+    archive.write_verified(path, chunked(make_wav(1)))
+    assert not stale.exists() and Path(path).exists()

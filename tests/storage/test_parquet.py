@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
@@ -16,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 from cdr_assets.storage.parquet import (
+    STALE_TEMP_AGE_S,
     PartitionSchemaError,
     PartitionWriter,
     partition_path,
@@ -276,3 +278,21 @@ def test_a_million_row_partition_keeps_arrow_memory_flat(tmp_path: Path, duplica
     assert (kept, dropped) == (1_000_000 - duplicates, duplicates)
     # ~170 MB of row data went through; the writer holds about one row group plus the key column.
     assert peak < 120 * 1024 * 1024, f"Arrow peak {peak / 2**20:.0f} MiB"
+
+
+def test_commit_sweeps_old_temp_files_of_killed_writers_but_not_fresh_ones(
+    tmp_path: Path,
+) -> None:
+    day = date(2026, 6, 27)
+    directory = Path(partition_path(str(tmp_path), "cdr", "hq", day)).parent
+    directory.mkdir(parents=True)
+    stale = directory / ".data.parquet.deadbeef.tmp"
+    fresh = directory / ".data.parquet.cafebabe.tmp"
+    for leftover in (stale, fresh):
+        leftover.write_bytes(b"half a file")
+    old = time.time() - STALE_TEMP_AGE_S - 60
+    os.utime(stale, (old, old))
+    with PartitionWriter(str(tmp_path), "cdr", "hq", day, SMALL_SCHEMA) as writer:
+        writer.commit()
+    assert not stale.exists()
+    assert fresh.exists()  # may belong to a writer still running
