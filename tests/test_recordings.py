@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+import fsspec
 import pytest
 
 from cdr_assets.recordings import RecordingArchiver, RecordingTask, describe_error
@@ -51,10 +54,38 @@ def _tasks(sim: Simulator, vendor: str, limit: int | None = None) -> list[Record
     return tasks[:limit]
 
 
-def _archiver(client: object, root: Path, **options: object) -> RecordingArchiver:
+@dataclass
+class ArchiveTarget:
+    """A recording archive on local disk or on the S3 server, and how to look inside it."""
+
+    root: str
+    options: dict[str, Any]
+
+    def archive(self) -> RecordingArchive:
+        return RecordingArchive(self.root, self.options)
+
+    def read(self, uri: str) -> bytes:
+        with fsspec.open(uri, "rb", **self.options) as file:
+            return file.read()
+
+    def files(self) -> list[str]:
+        fs, path = fsspec.core.url_to_fs(self.root, **self.options)
+        return fs.find(path) if fs.exists(path) else []
+
+
+@pytest.fixture(params=["local", "s3"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> ArchiveTarget:
+    if request.param == "local":
+        return ArchiveTarget(str(tmp_path / "archive"), {})
+    bucket = request.getfixturevalue("s3_bucket_url")
+    return ArchiveTarget(bucket.url, bucket.storage_options)
+
+
+def _archiver(client: object, root: Path | ArchiveTarget, **options: object) -> RecordingArchiver:
+    archive = root.archive() if isinstance(root, ArchiveTarget) else RecordingArchive(str(root))
     return RecordingArchiver(
         client,
-        RecordingArchive(str(root)),
+        archive,
         pbx="p",
         retry_pause_s=0.01,
         **options,  # type: ignore[arg-type]
@@ -62,13 +93,13 @@ def _archiver(client: object, root: Path, **options: object) -> RecordingArchive
 
 
 def test_download_slower_than_the_link_lifetime_completes(
-    make_simulator: Callable[..., Simulator], tmp_path: Path
+    make_simulator: Callable[..., Simulator], target: ArchiveTarget
 ) -> None:
     sim = make_simulator(calls_per_day=12, zorio={"link_ttl": 2})
     (task,) = _tasks(sim, "zorio", limit=1)
     sim.faults.recording_seconds[task.recording_ref] = 4  # 64 KB of audio
     sim.faults.throttle_bytes_per_s = 16_000  # ~4 s to download a link valid for 2 s
-    outcome = _archiver(_zorio(sim), tmp_path).archive_partition([task], {})
+    outcome = _archiver(_zorio(sim), target).archive_partition([task], {})
     (row,) = outcome.rows
     assert row.status == "archived", row.error
     assert outcome.seconds > 2
@@ -76,42 +107,42 @@ def test_download_slower_than_the_link_lifetime_completes(
 
 
 def test_expired_link_is_minted_again(
-    make_simulator: Callable[..., Simulator], tmp_path: Path
+    make_simulator: Callable[..., Simulator], target: ArchiveTarget
 ) -> None:
     sim = make_simulator(calls_per_day=12)
     (task,) = _tasks(sim, "zorio", limit=1)
     sim.faults.fail_next("/api/public/recordings", 403, body=b'{"message":"Invalid signature."}')
-    (row,) = _archiver(_zorio(sim), tmp_path).archive_partition([task], {}).rows
+    (row,) = _archiver(_zorio(sim), target).archive_partition([task], {}).rows
     assert (row.status, row.attempts) == ("archived", 2)
     assert sim.stats.count("/api/pbx/cdr/{uuid}") == 2  # a fresh link per attempt
 
 
 @pytest.mark.parametrize("fault", ["truncate_next_recordings", "corrupt_next_recordings"])
 def test_damaged_body_is_retried_never_archived(
-    make_simulator: Callable[..., Simulator], tmp_path: Path, fault: str
+    make_simulator: Callable[..., Simulator], target: ArchiveTarget, fault: str
 ) -> None:
     sim = make_simulator(calls_per_day=12)
     (task,) = _tasks(sim, "yeastar", limit=1)
     setattr(sim.faults, fault, 1)
-    (row,) = _archiver(_yeastar(sim), tmp_path).archive_partition([task], {}).rows
+    (row,) = _archiver(_yeastar(sim), target).archive_partition([task], {}).rows
     assert (row.status, row.attempts) == ("archived", 2)
-    stored = Path(row.uri).read_bytes()
+    stored = target.read(row.uri)
     assert hashlib.sha256(stored).hexdigest() == row.sha256
     assert row.sha256 == sim.recording_sha256("yeastar", task.recording_ref)
-    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]
+    assert [name for name in target.files() if ".part" in name] == []
 
 
 def test_persistent_damage_ends_failed_and_rerun_retries_it(
-    make_simulator: Callable[..., Simulator], tmp_path: Path
+    make_simulator: Callable[..., Simulator], target: ArchiveTarget
 ) -> None:
     sim = make_simulator(calls_per_day=12)
     (task,) = _tasks(sim, "zorio", limit=1)
     sim.faults.corrupt_next_recordings = 3
-    archiver = _archiver(_zorio(sim), tmp_path, max_attempts=3)
+    archiver = _archiver(_zorio(sim), target, max_attempts=3)
     (failed,) = archiver.archive_partition([task], {}).rows
     assert failed.status == "failed" and failed.attempts == 3
     assert "header" in (failed.error or "") or "RIFF" in (failed.error or "")
-    assert not list(tmp_path.rglob("*.wav"))
+    assert target.files() == []
     (retried,) = archiver.archive_partition([task], {task.cdr_id: failed}).rows
     assert (retried.status, retried.attempts) == ("archived", 4)
 
