@@ -59,3 +59,12 @@ def test_broken_config_fails_at_load_naming_the_key(
     with pytest.raises(Exception, match=r"pbxs\[0\]\.timezone"):
         _load_default_definitions(monkeypatch, config)
     sys.modules.pop("cdr_assets.definitions", None)
+
+
+def test_assets_document_their_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    defs = _load_default_definitions(monkeypatch, REPO / "cdr_assets.yaml")
+    spec = next(s for s in defs.resolve_all_asset_specs() if s.key.to_user_string() == "hq/cdr")
+    columns = {c.name: c for c in spec.metadata["dagster/column_schema"].columns}
+    assert columns["start_time"].type == "TIMESTAMPTZ"
+    assert columns["answer_time"].constraints.nullable is True
+    assert "UTC" in columns["start_time"].description

@@ -17,6 +17,7 @@ from cdr_assets.assets.checks import (
     check_cdr_complete,
     check_cdr_unique,
 )
+from cdr_assets.assets.metadata import column_schema, preview_markdown
 from cdr_assets.assets.partitions import run_days
 from cdr_assets.config import PbxConfigBase, StorageConfig
 from cdr_assets.errors import CdrAssetsError, RecordFormatError
@@ -90,19 +91,6 @@ def fetch_cdr_day(
     )
 
 
-def preview_markdown(table: pa.Table | None) -> str:
-    """A small Markdown table for the Dagster UI (no pandas/tabulate needed)."""
-    if table is None or table.num_rows == 0:
-        return "no rows"
-    header = "| " + " | ".join(table.column_names) + " |"
-    rule = "|" + "---|" * table.num_columns
-    rows = [
-        "| " + " | ".join("" if v is None else str(v) for v in row.values()) + " |"
-        for row in table.to_pylist()
-    ]
-    return "\n".join([header, rule, *rows])
-
-
 def build_cdr_asset(
     pbx: PbxConfigBase,
     storage: StorageConfig,
@@ -122,6 +110,7 @@ def build_cdr_asset(
         check_specs=cdr_check_specs(key),
         retry_policy=retry_policy,
         kinds={pbx.vendor, "parquet", "duckdb"},
+        metadata={"dagster/column_schema": column_schema(CDR_SCHEMA)},
         description=(
             f"CDRs of PBX {pbx.name!r} ({pbx.vendor}) whose call started on the partition's "
             f"local day in {pbx.timezone}. Re-materializing a day replaces it, so re-running "

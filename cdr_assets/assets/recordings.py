@@ -11,6 +11,7 @@ from datetime import date
 import dagster as dg
 
 from cdr_assets.assets.checks import check_recordings_covered, recordings_check_specs
+from cdr_assets.assets.metadata import column_schema
 from cdr_assets.assets.partitions import run_days
 from cdr_assets.config import PbxConfigBase, StorageConfig
 from cdr_assets.recordings import ArchiveOutcome, RecordingArchiver, RecordingTask
@@ -73,6 +74,7 @@ def build_recordings_asset(
         required_resource_keys={resource_key},
         check_specs=recordings_check_specs(key),
         kinds={pbx.vendor, "audio"},
+        metadata={"dagster/column_schema": column_schema(RECORDINGS_SCHEMA)},
         description=(
             f"Verified copies of PBX {pbx.name!r}'s call recordings under "
             f"{storage.recordings_dir}, and the `recordings` manifest. Each signed link is "

@@ -22,9 +22,9 @@ import json
 import math
 import re
 import struct
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from hashlib import blake2b
 from typing import NamedTuple
@@ -249,12 +249,6 @@ class CallIndex:
         return date.fromordinal(q), i
 
 
-def iter_segment_indices(segments: list[tuple[date, int, int]]) -> Iterator[tuple[date, int]]:
-    for d, lo, hi in segments:
-        for i in range(lo, hi):
-            yield d, i
-
-
 def page_of_segments(
     segments: list[tuple[date, int, int]], offset: int, limit: int
 ) -> list[tuple[date, int]]:
@@ -292,7 +286,6 @@ YEASTAR_EXT_NAMES = {
 YEASTAR_DIDS = ("6531234500", "6531234501", "6531234502")
 YEASTAR_SRC_TRUNKS = ("SIP-Singtel", "peer-to-34")
 YEASTAR_DST_TRUNKS = ("peer-to-34", "to28.41", "SIP-StarHub")
-YEASTAR_STATUSES = ("ANSWERED", "NO ANSWER", "BUSY", "FAILED", "VOICEMAIL")
 _Y_CALL_TYPE = weighted_table((("Inbound", 450), ("Outbound", 400), ("Internal", 150)))
 _Y_DISPOSITION = weighted_table((
     ("ANSWERED", 640), ("NO ANSWER", 165), ("BUSY", 70), ("FAILED", 40), ("VOICEMAIL", 65),
@@ -791,5 +784,3 @@ class ZorioCalls:
         return self.decode_rec_id(ref) if ref.isdigit() else self.decode_uuid(ref)
 
 
-def utc_now() -> int:
-    return int(datetime.now(UTC).timestamp())
