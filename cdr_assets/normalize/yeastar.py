@@ -117,15 +117,12 @@ def normalize_yeastar_records(
     has the wrong shape.
     """
     zone = zone_key(timezone)
-    n = len(records)
-    ingested = ingested_column(ingested_at, n)
-    if n == 0:
+    if len(records) == 0:
         return CDR_SCHEMA.empty_table()
     page = PageReader(records, vendor=VENDOR, id_field="uid")
     col = page.columns(_STRUCT)
-    if len(page) != n:  # JSON lines whose cheap count the parse refused: now counted exactly
-        n = len(page)
-        ingested = ingested_column(ingested_at, n)
+    n = len(page)  # exact, also when the parse refused JSON lines' cheap count
+    ingested = ingested_column(ingested_at, n)
 
     cdr_id = page.require_text("uid", col["uid"])
     start_us = page.seconds_to_us("timestamp", page.require_present("timestamp", col["timestamp"]))
