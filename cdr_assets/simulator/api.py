@@ -10,7 +10,7 @@ from datetime import date
 from typing import Any, ClassVar, Protocol
 
 from .config import SimulatorConfig
-from .data import page_of_segments
+from .data import Generated, page_of_segments
 from .faults import Faults, Stats
 from .pagecache import PageCache
 
@@ -19,6 +19,10 @@ class _Calls(Protocol):
     """The vendor call generators' common face (data.YeastarCalls, data.ZorioCalls)."""
 
     index: Any
+
+    def decode_ref(self, ref: str) -> tuple[date, int] | None: ...
+
+    def generate(self, d: date, i: int) -> Generated: ...
 
     def record_json(self, d: date, i: int, withheld: frozenset[str]) -> str: ...
 
@@ -40,6 +44,26 @@ class VendorApi:
     def render(self, d: date, i: int) -> dict:
         """Record (d, i) as the API serves it now (faults applied)."""
         raise NotImplementedError
+
+    def recording_name(self, gen: Generated) -> str | None:
+        """The name faults refer to a call's recording by (None: the call has none)."""
+        raise NotImplementedError
+
+    def recording(self, ref: str) -> tuple[date, int, Generated, int] | None:
+        """(day, index, call, seconds) of a downloadable recording by its name or numeric id."""
+        decoded = self.calls.decode_ref(ref)
+        if decoded is None:
+            return None
+        d, i = decoded
+        gen = self.calls.generate(d, i)
+        name = self.recording_name(gen)
+        faults = self.faults
+        if not name or name in faults.withheld_recordings or name in faults.missing_recordings:
+            return None
+        return d, i, gen, faults.recording_seconds.get(name, gen.recording_seconds)
+
+    def audio_key(self, d: date, i: int) -> str:
+        return f"{self.seed}:{self.vendor}:{d}:{i}"
 
     def day_records(self, d: date) -> list[dict]:
         return [self.render(d, i) for i in range(self.calls.index.n)]

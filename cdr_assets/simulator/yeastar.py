@@ -148,22 +148,8 @@ class YeastarApi(VendorApi):
             del rec["record_file"]
         return rec
 
-    def recording(self, ref: str) -> tuple[date, int, Generated, int] | None:
-        """(day, index, call, seconds) of a downloadable recording by record_file or id."""
-        decoded = self.calls.decode_ref(ref)
-        if decoded is None:
-            return None
-        d, i = decoded
-        gen = self.calls.generate(d, i)
-        name = gen.record.get("record_file")
-        if not name or name in self.faults.withheld_recordings:
-            return None
-        if name in self.faults.missing_recordings:
-            return None
-        return d, i, gen, self.faults.recording_seconds.get(name, gen.recording_seconds)
-
-    def audio_key(self, d: date, i: int) -> str:
-        return f"{self.seed}:yeastar:{d}:{i}"
+    def recording_name(self, gen: Generated) -> str | None:
+        return gen.record.get("record_file")
 
     # ------------------------------------------------------------------ dispatch
 

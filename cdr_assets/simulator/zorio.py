@@ -70,22 +70,8 @@ class ZorioApi(VendorApi):
             rec["recording_available"] = False
         return rec
 
-    def recording(self, ref: str) -> tuple[date, int, Generated, int] | None:
-        """(day, index, call, seconds) of a downloadable recording by uuid or recording id."""
-        decoded = self.calls.decode_ref(ref)
-        if decoded is None:
-            return None
-        d, i = decoded
-        gen = self.calls.generate(d, i)
-        uuid = gen.record["uuid"]
-        if not gen.recording_seconds or uuid in self.faults.withheld_recordings:
-            return None
-        if uuid in self.faults.missing_recordings:
-            return None
-        return d, i, gen, self.faults.recording_seconds.get(uuid, gen.recording_seconds)
-
-    def audio_key(self, d: date, i: int) -> str:
-        return f"{self.seed}:zorio:{d}:{i}"
+    def recording_name(self, gen: Generated) -> str | None:
+        return gen.record["uuid"] if gen.recording_seconds else None
 
     def sign(self, rec_id: int, expires: int) -> str:
         return hmac.new(self._key, f"{rec_id}:{expires}".encode(), sha256).hexdigest()
