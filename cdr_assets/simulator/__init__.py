@@ -3,14 +3,20 @@
 `Simulator(SimulatorConfig(...)).start()` serves both vendors' pages on one port from
 deterministic synthetic data, with real WAV recordings, switchable faults (`sim.faults`),
 request counters (`sim.stats`) and a bounded cache of rendered list pages (`sim.page_cache`).
-Stdlib only. Run standalone with `python -m cdr_assets.simulator --port 8765`.
+`SERVER_STYLES` names the one-switch variations of production servers (Laravel envelope,
+pretty JSON, extra keys, newest first, charset) for client tests to run against; `DELETE`
+removes a field in `sim.faults.override_record`. Stdlib only. Run standalone with
+`python -m cdr_assets.simulator --port 8765` (`--help` lists every switch and fault).
 """
 
-from .config import SimulatorConfig, YeastarSimConfig, ZorioSimConfig
-from .faults import Faults, Stats
+from .config import SERVER_STYLES, SimulatorConfig, YeastarSimConfig, ZorioSimConfig
+from .faults import DELETE, DriftEvent, Faults, Stats
 from .server import Simulator
 
 __all__ = [
+    "DELETE",
+    "SERVER_STYLES",
+    "DriftEvent",
     "Faults",
     "Simulator",
     "SimulatorConfig",

@@ -1,7 +1,10 @@
 """Simulator settings: plain frozen dataclasses, every field defaulted.
 
 Owns the knobs of the simulated PBXs (seed, volume, time zones, display format, credentials,
-TTLs, page cache size). It must not know HTTP or how records are generated.
+TTLs, page cache size) and the server-style switches that make them behave like production
+servers (envelopes, JSON writing, order, recording delivery), plus `SERVER_STYLES`, the named
+one-switch variations client tests run against. It must not know HTTP or how records are
+generated. Every switch is off by default: the default config serves what it always served.
 """
 
 from __future__ import annotations
@@ -21,6 +24,21 @@ YEASTAR_DATE_FORMATS = (
 )
 RECORDING_FORMATS = ("wav", "mp3")
 MAX_CALLS_PER_DAY = 10**7  # ids are day_ordinal * 10**7 + index
+YEASTAR_ORDERS = ("asc", "desc")
+RECORD_FILE_SUFFIXES = ("format", "wav")
+ZORIO_ENVELOPES = ("minimal", "laravel")
+ZORIO_DETAIL_RECORDINGS = ("object", "absent")
+AUDIO_CONTENT_TYPES = ("audio", "octet-stream", "none")
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, not {value!r}")
+
+
+def _check_base_url(name: str, value: str | None) -> None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError(f"{name} must be an http(s):// base URL, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -39,17 +57,34 @@ class YeastarSimConfig:
     max_tokens: int = 8  # live access tokens per app (Cloud Edition rule)
     max_auth_failures: int = 5  # consecutive get_token failures before the IP is blocked
     list_days: int = 3  # cdr/list and recording/list cover the last N PBX-local days
+    order: str = "asc"  # cdr/search and cdr/list: "asc" oldest first, "desc" newest first
+    # system/information reports this date format (None: the real one) while cdr/search keeps
+    # parsing only `date_format`: a PBX whose report and parser disagree
+    reported_date_format: str | None = None
+    end_time_exclusive: bool = False  # cdr/search end_time excludes its own second
+    # record_file names end with the download format ("format") or always ".wav" ("wav": an
+    # mp3 PBX serves MP3 bytes behind a .wav name)
+    record_file_suffix: str = "format"
 
     def __post_init__(self) -> None:
         ZoneInfo(self.timezone)
-        if self.date_format not in YEASTAR_DATE_FORMATS:
-            raise ValueError(f"yeastar.date_format must be one of {YEASTAR_DATE_FORMATS}")
+        _check_choice("yeastar.date_format", self.date_format, YEASTAR_DATE_FORMATS)
         if self.clock not in (12, 24):
             raise ValueError("yeastar.clock must be 12 or 24")
-        if self.recording_format not in RECORDING_FORMATS:
-            raise ValueError(f"yeastar.recording_format must be one of {RECORDING_FORMATS}")
+        _check_choice("yeastar.recording_format", self.recording_format, RECORDING_FORMATS)
         if self.list_days < 1:
             raise ValueError("yeastar.list_days must be >= 1")
+        _check_choice("yeastar.order", self.order, YEASTAR_ORDERS)
+        if self.reported_date_format is not None:
+            _check_choice("yeastar.reported_date_format", self.reported_date_format,
+                          YEASTAR_DATE_FORMATS)
+        _check_choice("yeastar.record_file_suffix", self.record_file_suffix,
+                      RECORD_FILE_SUFFIXES)
+
+    @property
+    def record_file_ext(self) -> str:
+        """The extension CDR record_file names end with."""
+        return "wav" if self.record_file_suffix == "wav" else self.recording_format
 
 
 @dataclass(frozen=True)
@@ -62,12 +97,25 @@ class ZorioSimConfig:
     link_ttl: int = 1800  # signed recording URL lifetime (s)
     max_window_days: int = 30  # (to - from).days must stay below this
     signing_key: str = "sim-signing-key"
+    # list envelope: "minimal" (the page's 5 keys) or "laravel" (LengthAwarePaginator::toArray
+    # written by PHP's json_encode: `\/`, `\uXXXX`; every Zorio JSON reply is then PHP-written)
+    envelope: str = "minimal"
+    # detail of a call with a recording: "object" (today) or "absent" (recording_available
+    # true, no `recording` object; /recording still redirects to a working URL)
+    detail_recording: str = "object"
+    file_size_delta: int = 0  # detail recording.file_size is off by this many bytes
+    recording_base_url: str | None = None  # signed URLs point here instead of the Host
+    audio_redirect_base_url: str | None = None  # the signed audio URL 302s here (a CDN)
 
     def __post_init__(self) -> None:
         ZoneInfo(self.timezone)
         ZoneInfo(self.date_timezone)
         if self.max_window_days < 1:
             raise ValueError("zorio.max_window_days must be >= 1")
+        _check_choice("zorio.envelope", self.envelope, ZORIO_ENVELOPES)
+        _check_choice("zorio.detail_recording", self.detail_recording, ZORIO_DETAIL_RECORDINGS)
+        _check_base_url("zorio.recording_base_url", self.recording_base_url)
+        _check_base_url("zorio.audio_redirect_base_url", self.audio_redirect_base_url)
 
 
 @dataclass(frozen=True)
@@ -80,6 +128,13 @@ class SimulatorConfig:
     page_cache_mb: int = 64  # LRU of rendered list pages (repeated windows are served from it)
     yeastar: YeastarSimConfig = field(default_factory=YeastarSimConfig)
     zorio: ZorioSimConfig = field(default_factory=ZorioSimConfig)
+    pretty: bool = False  # both vendors' JSON bodies as PHP's JSON_PRETTY_PRINT (4 spaces)
+    # undocumented keys in list envelopes (Zorio "meta", Yeastar "request_id") and in every
+    # CDR record (a scalar, a null, a nested object and an array of objects)
+    extra_keys: bool = False
+    json_content_type: str = "application/json"  # Content-Type of every vendor JSON reply
+    # audio replies: "audio" (audio/wav, audio/mpeg), "octet-stream", "none" (no header)
+    audio_content_type: str = "audio"
 
     def __post_init__(self) -> None:
         if not 0 <= self.calls_per_day <= MAX_CALLS_PER_DAY:
@@ -88,6 +143,9 @@ class SimulatorConfig:
             raise ValueError("recording_ratio must be in [0, 1]")
         if self.page_cache_mb < 0:
             raise ValueError("page_cache_mb must be >= 0")
+        if not self.json_content_type or "\n" in self.json_content_type:
+            raise ValueError("json_content_type must be a non-empty header value")
+        _check_choice("audio_content_type", self.audio_content_type, AUDIO_CONTENT_TYPES)
 
     def with_overrides(self, **overrides: Any) -> SimulatorConfig:
         """Copy with top-level fields replaced; `yeastar`/`zorio` may be dicts of overrides."""
@@ -99,3 +157,15 @@ class SimulatorConfig:
                 raise TypeError(f"unknown simulator config field: {key}")
             changes[key] = value
         return dataclasses.replace(self, **changes)
+
+
+# name -> `SimulatorConfig.with_overrides(**kwargs)` kwargs: each differs from the default in
+# exactly one switch, so client tests parametrized over it pin one production behaviour each.
+SERVER_STYLES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "laravel": {"zorio": {"envelope": "laravel"}},
+    "pretty": {"pretty": True},
+    "extra_keys": {"extra_keys": True},
+    "newest_first": {"yeastar": {"order": "desc"}},
+    "charset": {"json_content_type": "application/json; charset=utf-8"},
+}

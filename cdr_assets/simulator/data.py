@@ -115,25 +115,61 @@ def make_local_day(tz: ZoneInfo, d: date) -> LocalDay:
     return LocalDay(d, start, end, (d.toordinal() - _EPOCH_ORDINAL) * 86400, transition, off0, off1)
 
 
-def wall_to_instants(tz: ZoneInfo, wall: datetime) -> tuple[int, int]:
-    """(earliest, latest) epoch seconds showing naive local `wall`.
+_PIECE_PROBE = 6 * 3600  # offsets never change twice within 6 h in tzdata
+_MAX_OFFSET = 26 * 3600  # beyond any UTC offset
 
-    Ambiguous (fall-back) times give two different instants. A skipped (spring-forward) time
-    gives (jump, jump - 1): no instant shows it, the window boundary sits at the jump.
+
+def _offset_pieces(tz: ZoneInfo, t0: int, t1: int) -> list[tuple[int, int, int]]:
+    """[(start, end, offset)] of constant UTC offset covering the instants [t0, t1)."""
+    pieces: list[tuple[int, int, int]] = []
+    t = t0
+    while t < t1:
+        off = _offset(tz, t)
+        end = t1
+        probe = t
+        while probe < t1:
+            nxt = min(probe + _PIECE_PROBE, t1)
+            if _offset(tz, nxt - 1) != off:
+                lo, hi = probe, nxt - 1  # offset(lo) == off, offset(hi) != off
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    if _offset(tz, mid) == off:
+                        lo = mid
+                    else:
+                        hi = mid
+                end = hi
+                break
+            probe = nxt
+        pieces.append((t, end, off))
+        t = end
+    return pieces
+
+
+def wall_range_instants(tz: ZoneInfo, lo: datetime, hi: datetime) -> list[tuple[int, int]]:
+    """Instant intervals [start, end) whose local wall clock in `tz` shows [lo, hi) (naive).
+
+    This is how a PBX that stores and compares local wall times (the CDR `time`) selects a
+    window: a bound inside a spring-forward gap selects from / up to the jump; a window over
+    a fall-back fold takes both passes of the wall times it covers, so a window bound inside
+    a fold can give two intervals (e.g. 01:30-01:45 in New York's repeated hour). Wall-hour
+    windows therefore partition the calls: every call shows exactly one wall time.
     """
-    e0 = int(wall.replace(tzinfo=tz, fold=0).timestamp())
-    e1 = int(wall.replace(tzinfo=tz, fold=1).timestamp())
-    if e0 <= e1:
-        return e0, e1
-    lo, hi = e1, e0  # gap: offset(lo) is the old one, offset(hi) the new one
-    off_lo = _offset(tz, lo)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _offset(tz, mid) == off_lo:
-            lo = mid
+    w0 = (lo.date().toordinal() - _EPOCH_ORDINAL) * 86400 + lo.hour * 3600 + lo.minute * 60 \
+        + lo.second
+    w1 = (hi.date().toordinal() - _EPOCH_ORDINAL) * 86400 + hi.hour * 3600 + hi.minute * 60 \
+        + hi.second
+    out: list[tuple[int, int]] = []
+    if w1 <= w0:
+        return out
+    for start, end, off in _offset_pieces(tz, w0 - _MAX_OFFSET, w1 + _MAX_OFFSET):
+        a, b = max(start, w0 - off), min(end, w1 - off)
+        if a >= b:
+            continue
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
         else:
-            hi = mid
-    return hi, hi - 1
+            out.append((a, b))
+    return out
 
 
 @lru_cache(maxsize=4096)
@@ -514,12 +550,16 @@ class YeastarCalls:
     def _wall(self, ts: int) -> datetime:
         return datetime.fromtimestamp(ts, self.index.tz).replace(tzinfo=None)
 
-    def values(self, d: date, i: int) -> tuple[YeastarValues, int, int | None]:
-        """Call (d, i) as field values, its recording seconds (0: none) and answer instant."""
+    def values(
+        self, d: date, i: int, start: int | None = None
+    ) -> tuple[YeastarValues, int, int | None]:
+        """Call (d, i) as field values, its recording seconds (0: none) and answer instant.
+
+        `start` replaces the call's own start instant (a call drift inserted into the day)."""
         idx = self.index
         ld = idx.day(d)
         v = idx.draws(d, i)
-        ts = idx.start_from(ld, i, v)
+        ts = idx.start_from(ld, i, v) if start is None else start
         wall = ld.wall_seconds(ts)
         disp_date, ymd, mask = self._dates(d)
 
@@ -570,8 +610,8 @@ class YeastarCalls:
         )
         return vals, talk if has_rec else 0, answer_ts
 
-    def generate(self, d: date, i: int) -> Generated:
-        vals, seconds, answer_ts = self.values(d, i)
+    def generate(self, d: date, i: int, start: int | None = None) -> Generated:
+        vals, seconds, answer_ts = self.values(d, i, start)
         return Generated(yeastar_record(vals), seconds, answer_ts)
 
     def record_json(self, d: date, i: int, withheld: Collection[str] = ()) -> str:
@@ -689,12 +729,16 @@ class ZorioCalls:
         self.ratio = recording_ratio
         self._ymd = lru_cache(maxsize=1024)(lambda d: f"{d:%Y%m%d}")
 
-    def values(self, d: date, i: int) -> tuple[ZorioValues, int, int | None]:
-        """Call (d, i) as `ZORIO_FIELDS` values, its recording seconds (0: none), answer instant."""
+    def values(
+        self, d: date, i: int, start: int | None = None
+    ) -> tuple[ZorioValues, int, int | None]:
+        """Call (d, i) as `ZORIO_FIELDS` values, its recording seconds (0: none), answer instant.
+
+        `start` replaces the call's own start instant (a call drift inserted into the day)."""
         idx = self.index
         ld = idx.day(d)
         v = idx.draws(d, i)
-        ts = idx.start_from(ld, i, v)
+        ts = idx.start_from(ld, i, v) if start is None else start
         a, b, c = v[2], v[3] & 0xFFF, 0x8000 | (v[4] & 0x3FFF)
 
         direction = _Z_DIRECTION[v[5] >> 6]
@@ -749,8 +793,8 @@ class ZorioCalls:
         )
         return vals, billsec if has_rec else 0, ts + ring if answered else None
 
-    def generate(self, d: date, i: int) -> Generated:
-        vals, seconds, answer_ts = self.values(d, i)
+    def generate(self, d: date, i: int, start: int | None = None) -> Generated:
+        vals, seconds, answer_ts = self.values(d, i, start)
         return Generated(dict(zip(ZORIO_FIELDS, vals, strict=True)), seconds, answer_ts)
 
     def record_json(self, d: date, i: int, withheld: Collection[str] = ()) -> str:

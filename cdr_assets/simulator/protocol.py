@@ -27,7 +27,7 @@ class Request:
 class Reply:
     status: int
     body: bytes = b""
-    content_type: str = "application/json"
+    content_type: str | None = "application/json"  # None: no Content-Type header
     headers: list[tuple[str, str]] = field(default_factory=list)
     stream: Iterator[bytes] | None = None  # streamed body of exactly `length` bytes
     length: int | None = None

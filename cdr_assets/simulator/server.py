@@ -1,9 +1,11 @@
 """The `Simulator`: one loopback HTTP/1.1 server speaking both vendor APIs.
 
 Owns the wire: routing by path to the vendor handlers, keep-alive with exact Content-Length,
-streamed bodies, transport-level faults (injected failures, throttled / truncated / corrupted
-audio), request statistics, and the server's lifecycle. Record contents live in `data.py`,
-vendor semantics in `yeastar.py` / `zorio.py`. Nothing here logs query strings or secrets.
+streamed bodies, transport-level faults (injected failures, delayed answers, connections reset
+mid-body, halved bodies, throttled / truncated / corrupted audio), request statistics, and the
+server's lifecycle. It binds any loopback address (`host="127.0.0.2"` for a second host).
+Record contents live in `data.py`, vendor semantics in `yeastar.py` / `zorio.py`. Nothing
+here logs query strings or secrets.
 """
 
 from __future__ import annotations
@@ -12,18 +14,20 @@ import contextlib
 import hashlib
 import secrets
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .audio import corrupt, iter_audio
 from .config import SimulatorConfig
 from .data import parse_day
-from .faults import YEASTAR_API_PREFIX, Faults, Stats
+from .faults import YEASTAR_API_PREFIX, Faults, Stats, TransportRule
 from .pagecache import PageCache
 from .protocol import Reply, Request, json_reply
 from .yeastar import YeastarApi
@@ -76,6 +80,10 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         host = self.headers.get("Host") or f"{sim.host}:{sim.port}"
+        delay = sim.faults.take_transport("delay", url.path)
+        if delay is not None and sim._stopping.wait(delay.amount):
+            self.close_connection = True
+            return
         req = Request(
             method=self.command,
             path=url.path,
@@ -93,18 +101,27 @@ class _Handler(BaseHTTPRequestHandler):
         # A Yeastar download path is itself a credential: record only the endpoint.
         path = req.endpoint if req.endpoint == "/api/download" else req.path
         sim.stats.record(req.method, path, req.endpoint or req.path, reply.status)
-        self._write(sim, reply)
+        self._write(sim, reply, req.path)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch  # noqa: N815
 
-    def _write(self, sim: Simulator, reply: Reply) -> None:
+    def _write(self, sim: Simulator, reply: Reply, path: str) -> None:
+        faults = sim.faults
+        reset = faults.take_transport("reset", path)
+        halve = faults.take_transport("truncate_body", path) is not None
         try:
             if reply.stream is None:
-                self._headers(reply, len(reply.body))
-                if self.command != "HEAD":
-                    self.wfile.write(reply.body)
+                body = reply.body[: len(reply.body) // 2] if halve else reply.body
+                self._headers(reply, len(body))
+                if self.command == "HEAD":
+                    return
+                if reset is not None:
+                    self.wfile.write(body[: int(reset.amount)])
+                    self._reset()
+                    return
+                self.wfile.write(body)
                 return
-            self._stream(sim, reply)
+            self._stream(sim, reply, halve, reset)
         except (ConnectionError, TimeoutError, OSError):
             self.close_connection = True
         finally:
@@ -113,26 +130,42 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _headers(self, reply: Reply, length: int) -> None:
         self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
+        if reply.content_type is not None:
+            self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(length))
         for name, value in reply.headers:
             self.send_header(name, value)
         self.end_headers()
 
-    def _stream(self, sim: Simulator, reply: Reply) -> None:
+    def _reset(self) -> None:
+        """Abort the connection with a TCP RST (SO_LINGER 0, no FIN first)."""
+        self.close_connection = True
+        sock = self.connection
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.rfile.close()  # its reference would keep the descriptor open
+        sock.close()
+
+    def _stream(
+        self, sim: Simulator, reply: Reply, halve: bool, reset: TransportRule | None
+    ) -> None:
         assert reply.stream is not None and reply.length is not None
         chunks: Iterator[bytes] = reply.stream
-        limit = reply.length
+        length = reply.length // 2 if halve else reply.length  # what Content-Length says
+        limit = length
         faults = sim.faults
         if reply.audio and reply.status == 200:
             if faults.take_corrupt():
                 chunks = corrupt(chunks)
             if faults.take_truncate():
-                limit = reply.length // 2
+                limit = length // 2
                 self.close_connection = True
-        self._headers(reply, reply.length)
+        if reset is not None:
+            limit = min(limit, int(reset.amount))
+        self._headers(reply, length)
         sent = 0
         for chunk in chunks:
+            if sent >= limit:
+                break
             if sent + len(chunk) > limit:
                 chunk = chunk[: limit - sent]
             rate = faults.throttle_bytes_per_s if reply.audio else None
@@ -144,11 +177,11 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self.wfile.write(chunk)
             sent += len(chunk)
-            if sent >= limit:
-                break
         if reply.audio:
             sim.stats.add_audio_bytes(sent)
-        if sent < reply.length:
+        if reset is not None:
+            self._reset()
+        elif sent < length:
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -176,6 +209,7 @@ class Simulator:
         self.zorio = ZorioApi(self.config, self.faults, self.stats, self.page_cache)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()  # wakes requests held by delay_next
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
 
@@ -185,6 +219,7 @@ class Simulator:
         """Bind and serve in a daemon thread; returns self."""
         if self._server is not None:
             return self
+        self._stopping.clear()
         server = _Server((self.host, self.port), _Handler)
         server.sim = self
         self.port = server.server_address[1]
@@ -201,6 +236,7 @@ class Simulator:
         server, self._server = self._server, None
         if server is None:
             return
+        self._stopping.set()
         server.shutdown()
         with self._conns_lock:
             conns = list(self._conns)
@@ -241,7 +277,7 @@ class Simulator:
             req.endpoint = path[len(YEASTAR_API_PREFIX):]
         elif path.startswith("/api/download/"):
             req.endpoint = "/api/download"
-        rule = self.faults.take_failure(path)
+        rule = self.faults.take_failure(path, req.query)
         if rule is not None:
             headers = [("Retry-After", rule.retry_after)] if rule.retry_after else []
             return Reply(rule.status, rule.body or b"", rule.content_type, headers)
@@ -260,8 +296,9 @@ class Simulator:
             return self.zorio
         raise ValueError(f"vendor must be one of {VENDORS}, not {vendor!r}")
 
-    def calls(self, vendor: str, local_day: date | str) -> list[dict]:
-        """Every record of a PBX-local day, exactly as the API serves them now (small days)."""
+    def calls(self, vendor: str, local_day: date | str) -> list[Any]:
+        """Every record of a PBX-local day, exactly as list pages serve them now (small days):
+        in time order (whatever `yeastar.order`), with drift, overrides and extra keys."""
         return self._api(vendor).day_records(parse_day(local_day))
 
     def _recording_chunks(self, vendor: str, recording_ref: str) -> Iterator[bytes]:

@@ -15,7 +15,16 @@ Choices where the vendor page is silent (documented here, mirrored in tests):
 - `status=ANSWERED` also matches the firmware misspelling `ANSWERD` (and `NO ANSWER` matches
   `NO ANSWERED`): they are the same state, spelt differently on the wire;
 - `cdr/list`, `recording/list` and a `cdr/search` without times cover the last `list_days`
-  PBX-local days.
+  PBX-local days;
+- `cdr/search` compares the PBX-local wall clock (what the CDR `time` shows), as a PBX whose
+  database stores local times does: `start_time <= time <= end_time` (`< end_time` with
+  `end_time_exclusive`). A bound inside a spring-forward gap (New York 02:30, Havana's or
+  Santiago's skipped midnight) selects from / up to the jump; a window over a fall-back fold
+  takes both passes of the wall times it covers (a bound inside the fold can make the window
+  two instant intervals), so wall-clock windows partition the calls (`data.wall_range_instants`);
+- `order="desc"` lists `cdr/search` and `cdr/list` newest first (`recording/list` stays oldest
+  first); with `extra_keys`, successful list envelopes carry `"request_id"` and every CDR and
+  recording item the undocumented keys of `api.extra_record_keys`.
 """
 
 from __future__ import annotations
@@ -29,11 +38,12 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from datetime import time as wall_time
 from functools import lru_cache
 from hashlib import sha256
 
-from .api import VendorApi
-from .audio import CONTENT_TYPES, audio_size, iter_audio
+from .api import RecordFilter, VendorApi, request_id
+from .audio import audio_size, iter_audio
 from .config import SimulatorConfig
 from .data import (
     YEASTAR_EXTENSIONS,
@@ -42,11 +52,11 @@ from .data import (
     Generated,
     YeastarCalls,
     extension_group,
-    wall_to_instants,
+    wall_range_instants,
 )
 from .faults import YEASTAR_API_PREFIX, Faults, Stats
 from .pagecache import PageCache
-from .protocol import Reply, Request, json_reply
+from .protocol import Reply, Request
 
 ERRORS = {
     -2: "INTERNAL SERVER ERROR",
@@ -63,10 +73,6 @@ MAX_PAGE_SIZE = 10_000
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
 _DOWNLOAD_RE = re.compile(r"^/api/download/Recording-([0-9a-f]+)-([0-9a-f]{32})\.(wav|mp3)$")
 _NAME_NUM_RE = re.compile(r"<([^<>]*)>$")
-
-
-def error(code: int, status: int = 200, errmsg: str | None = None) -> Reply:
-    return json_reply(status, {"errcode": code, "errmsg": errmsg or ERRORS.get(code, "FAILURE")})
 
 
 def _new_token() -> str:
@@ -117,6 +123,7 @@ class YeastarApi(VendorApi):
     """Request handlers of one simulated Yeastar PBX."""
 
     vendor = "yeastar"
+    id_field = "uid"
 
     def __init__(
         self, config: SimulatorConfig, faults: Faults, stats: Stats, link_secret: bytes,
@@ -125,9 +132,12 @@ class YeastarApi(VendorApi):
         self.cfg = config.yeastar
         super().__init__(config, faults, stats, cache)
         self.display = DisplayFormat(self.cfg.date_format, self.cfg.clock)
+        self.reported = DisplayFormat(
+            self.cfg.reported_date_format or self.cfg.date_format, self.cfg.clock)
+        self.descending = self.cfg.order == "desc"
         self.calls = YeastarCalls(
             config.seed, self.cfg.timezone, config.calls_per_day, config.recording_ratio,
-            self.display, self.cfg.recording_format,
+            self.display, self.cfg.record_file_ext,
         )
         self._secret = link_secret
         self._lock = threading.Lock()
@@ -142,11 +152,19 @@ class YeastarApi(VendorApi):
 
     def render(self, d: date, i: int) -> dict:
         """Record (d, i) as served now (a withheld recording is not shown yet)."""
-        rec = self.calls.generate(d, i).record
+        rec = self.generate(d, i).record
         withheld = self.faults.withheld_recordings
         if withheld and rec.get("record_file") in withheld:
             del rec["record_file"]
         return rec
+
+    def without_recording(self, record: dict) -> dict:
+        record.pop("record_file", None)
+        return record
+
+    def error(self, code: int, status: int = 200, errmsg: str | None = None) -> Reply:
+        return self.reply(
+            status, {"errcode": code, "errmsg": errmsg or ERRORS.get(code, "FAILURE")})
 
     def recording_name(self, gen: Generated) -> str | None:
         return gen.record.get("record_file")
@@ -156,16 +174,16 @@ class YeastarApi(VendorApi):
     def handle(self, req: Request) -> Reply:
         """Any request for a Yeastar path (`/openapi/v1.0/...` or `/api/download/...`)."""
         if req.client_ip in self._blocked:
-            return error(70004)
+            return self.error(70004)
         if not req.headers.get("User-Agent"):
-            return error(40002)
+            return self.error(40002)
         if req.path.startswith("/api/download/"):
             return self._download(req)
         name = req.path[len(YEASTAR_API_PREFIX):]
         if name == "get_token":
-            return self._get_token(req) if req.method == "POST" else error(10001)
+            return self._get_token(req) if req.method == "POST" else self.error(10001)
         if name == "refresh_token":
-            return self._refresh_token(req) if req.method == "POST" else error(10001)
+            return self._refresh_token(req) if req.method == "POST" else self.error(10001)
         routes = {
             "del_token": self._del_token,
             "system/information": self._system_information,
@@ -176,13 +194,13 @@ class YeastarApi(VendorApi):
         }
         handler = routes.get(name)
         if handler is None or req.method != "GET":
-            return error(10001)
+            return self.error(10001)
         if not self._token_valid(req.query.get("access_token", "")):
-            return error(10004)
+            return self.error(10004)
         try:
             return handler(req)
         except _BadParam:
-            return error(40002)
+            return self.error(40002)
 
     # ------------------------------------------------------------------ tokens
 
@@ -223,7 +241,7 @@ class YeastarApi(VendorApi):
             body = _json_body(req)
             username, password = body["username"], body["password"]
         except (ValueError, KeyError, TypeError):
-            return error(40002)
+            return self.error(40002)
         ok = hmac.compare_digest(str(username).encode(), self.cfg.client_id.encode()) & \
             hmac.compare_digest(str(password).encode(), self.cfg.client_secret.encode())
         now = time.time()
@@ -233,33 +251,33 @@ class YeastarApi(VendorApi):
                 self._failures[req.client_ip] = failures
                 if failures >= self.cfg.max_auth_failures:
                     self._blocked.add(req.client_ip)
-                return error(-1)
+                return self.error(-1)
             self._failures.pop(req.client_ip, None)
             self._purge(now)
             if len(self._access) >= self.cfg.max_tokens:
-                return error(60002)
-            return json_reply(200, self._issue(now))
+                return self.error(60002)
+            return self.reply(200, self._issue(now))
 
     def _refresh_token(self, req: Request) -> Reply:
         try:
             token = str(_json_body(req)["refresh_token"])
         except (ValueError, KeyError, TypeError):
-            return error(40002)
+            return self.error(40002)
         now = time.time()
         with self._lock:
             entry = self._refresh.get(token)
             if entry is None or entry.expires_at <= now:
-                return error(10004)
+                return self.error(10004)
             del self._refresh[token]
             self._access.pop(entry.access, None)
-            return json_reply(200, self._issue(now))
+            return self.reply(200, self._issue(now))
 
     def _del_token(self, req: Request) -> Reply:
         with self._lock:
             entry = self._access.pop(req.query.get("access_token", ""), None)
             if entry is not None:
                 self._refresh.pop(entry.refresh, None)
-        return error(0)
+        return self.error(0)
 
     def unblock_ips(self) -> None:
         with self._lock:
@@ -274,7 +292,7 @@ class YeastarApi(VendorApi):
         up = int(now - self._started)
         days, rest = divmod(up, 86400)
         hours, rest = divmod(rest, 3600)
-        return json_reply(200, {
+        return self.reply(200, {
             "errcode": 0,
             "errmsg": "SUCCESS",
             "data": {
@@ -282,9 +300,9 @@ class YeastarApi(VendorApi):
                 "model_name": "P570",
                 "sn": "3570A0000000001",
                 "firmware_version": "37.23.0.123",
-                "system_time": self.display.format(wall),
+                "system_time": self.reported.format(wall),
                 "up_time": f"{days} days, {hours:02d}:{rest // 60:02d}:{rest % 60:02d}",
-                "system_date_format": self.cfg.date_format,
+                "system_date_format": self.reported.date_format,
                 "system_time_format": self.display.time_format,
                 "timestamp": int(now),
             },
@@ -292,61 +310,56 @@ class YeastarApi(VendorApi):
 
     # ------------------------------------------------------------------ CDR
 
+    def list_days_range(self) -> tuple[date, date]:
+        """First and last PBX-local day of `cdr/list` and `recording/list` (today included)."""
+        today = self.calls.index.today()
+        return today - timedelta(days=self.cfg.list_days - 1), today
+
     def list_window(self) -> tuple[int, int]:
         """[start, end) instants of the last `list_days` PBX-local days (today included)."""
+        first, last = self.list_days_range()
         idx = self.calls.index
-        today = idx.today()
-        first = today - timedelta(days=self.cfg.list_days - 1)
-        return idx.day(first).start, idx.day(today).end
+        return idx.day(first).start, idx.day(last).end
 
-    def _window(self, req: Request) -> tuple[int, int]:
-        default_start, default_end = self.list_window()
-        tz = self.calls.index.tz
-        start, end = default_start, default_end
+    def _window(self, req: Request) -> list[tuple[int, int]]:
+        """Instant intervals of the calls whose wall time lies in the request's window."""
+        first, last = self.list_days_range()
+        lo = datetime.combine(first, wall_time())
+        hi = datetime.combine(last + timedelta(days=1), wall_time())
         raw = req.query.get("start_time")
         if raw:
-            wall = self.display.parse(raw)
-            if wall is None:
+            parsed = self.display.parse(raw)
+            if parsed is None:
                 raise _BadParam("start_time")
-            start = wall_to_instants(tz, wall)[0]
+            lo = parsed
         raw = req.query.get("end_time")
         if raw:
-            wall = self.display.parse(raw)
-            if wall is None:
+            parsed = self.display.parse(raw)
+            if parsed is None:
                 raise _BadParam("end_time")
-            end = wall_to_instants(tz, wall)[1] + 1  # inclusive to the second
-        return start, end
+            hi = parsed if self.cfg.end_time_exclusive else parsed + timedelta(seconds=1)
+        return wall_range_instants(self.calls.index.tz, lo, hi)
 
-    def _page(self, req: Request, segments: list, record_filter=None) -> Reply:  # noqa: ANN001
+    def _page(
+        self, req: Request, intervals: list[tuple[int, int]],
+        record_filter: RecordFilter | None = None,
+    ) -> Reply:
         page = _int_param(req.query, "page", 1, 1, 10**9)
         size = _int_param(req.query, "page_size", MAX_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-        offset = (page - 1) * size
-        if record_filter is None:
-            total = sum(hi - lo for _, lo, hi in segments) + self.faults.total_offset
-            _, text = self.page_text(segments, offset, size)
-            head = f'{{"errcode":0,"errmsg":"SUCCESS","total_number":{total},"data":['
-            return Reply(200, b"".join((head.encode(), text, b"]}")))
-        total, data = 0, []
-        for d, lo, hi in segments:
-            for i in range(lo, hi):
-                rec = self.render(d, i)
-                if record_filter(rec):
-                    if offset <= total < offset + size:
-                        data.append(rec)
-                    total += 1
-        return json_reply(200, {
-            "errcode": 0,
-            "errmsg": "SUCCESS",
-            "total_number": total + self.faults.total_offset,
-            "data": data,
-        })
+        total, _, text = self.list_page(
+            intervals, page, size, descending=self.descending, record_filter=record_filter)
+        entries: list[tuple[str, object]] = [
+            ("errcode", 0), ("errmsg", "SUCCESS"),
+            ("total_number", total + self.faults.total_offset), ("data", self.data(text)),
+        ]
+        if self.extra_keys:
+            entries.append(("request_id", request_id()))
+        return self.body_reply(entries)
 
     def _cdr_search(self, req: Request) -> Reply:
-        t0, t1 = self._window(req)
-        segments = self.calls.index.segments(t0, t1)
-        return self._page(req, segments, self._search_filter(req.query))
+        return self._page(req, self._window(req), self._search_filter(req.query))
 
-    def _search_filter(self, query: dict[str, str]):  # noqa: ANN202
+    def _search_filter(self, query: dict[str, str]) -> RecordFilter | None:
         call_from = query.get("call_from") or None
         call_to = query.get("call_to") or None
         status = query.get("status") or None
@@ -381,7 +394,7 @@ class YeastarApi(VendorApi):
         return matches
 
     def _cdr_list(self, req: Request) -> Reply:
-        return self._page(req, self.calls.index.segments(*self.list_window()))
+        return self._page(req, [self.list_window()])
 
     # ------------------------------------------------------------------ recordings
 
@@ -410,7 +423,7 @@ class YeastarApi(VendorApi):
             rec = gen.record
             name = rec["record_file"]
             seconds = self.faults.recording_seconds.get(name, gen.recording_seconds)
-            data.append({
+            data.append(self.decorate({
                 "id": rec["id"],
                 "time": rec["time"],
                 "uid": rec["uid"],
@@ -420,22 +433,25 @@ class YeastarApi(VendorApi):
                 "size": audio_size(self.cfg.recording_format, seconds),
                 "call_type": rec["call_type"],
                 "file": name,
-            })
-        return json_reply(200, {
+            }))
+        body: dict[str, object] = {
             "errcode": 0, "errmsg": "SUCCESS",
             "total_number": len(items) + self.faults.total_offset, "data": data,
-        })
+        }
+        if self.extra_keys:
+            body["request_id"] = request_id()
+        return self.reply(200, body)
 
     def _recording_download(self, req: Request) -> Reply:
         ref = req.query.get("file") or req.query.get("id") or ""
         found = self.recording(ref) if ref else None
         if found is None:
-            return error(60001)
+            return self.error(60001)
         d, i, gen, _ = found
         expires = int(time.time()) + self.cfg.link_ttl
         payload = f"{d.toordinal()}.{i}.{expires}".encode()
         sig = hmac.new(self._secret, payload, sha256).hexdigest()[:32]
-        return json_reply(200, {
+        return self.reply(200, {
             "errcode": 0,
             "errmsg": "SUCCESS",
             "file": gen.record["record_file"],
@@ -446,38 +462,38 @@ class YeastarApi(VendorApi):
     def _download(self, req: Request) -> Reply:
         req.endpoint = "/api/download"
         if req.method != "GET":
-            return error(10001)
+            return self.error(10001)
         if not self._token_valid(req.query.get("access_token", "")):
-            return error(10004)
+            return self.error(10004)
         m = _DOWNLOAD_RE.match(req.path)
         if not m:
-            return error(60001, status=404)
+            return self.error(60001, status=404)
         try:
             payload = bytes.fromhex(m[1])
             ordinal, i, expires = (int(p) for p in payload.decode().split("."))
         except ValueError:
-            return error(60001, status=404)
+            return self.error(60001, status=404)
         good = hmac.new(self._secret, payload, sha256).hexdigest()[:32]
         if not hmac.compare_digest(good, m[2]) or m[3] != self.cfg.recording_format:
-            return error(60001, status=404)
+            return self.error(60001, status=404)
         if time.time() > expires:
-            return error(-1, status=403, errmsg="DOWNLOAD LINK EXPIRED")
+            return self.error(-1, status=403, errmsg="DOWNLOAD LINK EXPIRED")
         d = date.fromordinal(ordinal)
         name = self.calls.generate(d, i).record.get("record_file", "")
         found = self.recording(name) if name else None
         if found is None:
-            return error(60001, status=404)
+            return self.error(60001, status=404)
         seconds = found[3]
         fmt = self.cfg.recording_format
         on_close = None
         if fmt == "mp3":
             if self.stats.mp3_enter() > 1:
                 self.stats.mp3_leave()
-                return error(-1, status=503, errmsg="TOO MANY CONCURRENT DOWNLOADS")
+                return self.error(-1, status=503, errmsg="TOO MANY CONCURRENT DOWNLOADS")
             on_close = self.stats.mp3_leave
         return Reply(
             200,
-            content_type=CONTENT_TYPES[fmt],
+            content_type=self.audio_type(fmt),
             headers=[("Content-Disposition", f'attachment; filename="{name}"')],
             stream=iter_audio(fmt, self.audio_key(d, i), seconds),
             length=audio_size(fmt, seconds),

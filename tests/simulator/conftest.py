@@ -92,3 +92,31 @@ def all_pages(fetch: Callable[[int], tuple[list[dict], int]], max_pages: int = 1
             break
         records.extend(data)
     return records, totals
+
+
+def walk_ids(fetch: Callable[[int], tuple[list[Any], int]], id_field: str) -> tuple[
+    list[str], list[int]
+]:
+    """A plain page-by-page walk (page 1.. until an empty page): (ids in order, totals seen)."""
+    records, totals = all_pages(fetch)
+    return [r[id_field] for r in records], totals
+
+
+def yeastar_day_pages(client: YeastarClient, day_mmddyyyy: str, page_size: int
+                      ) -> Callable[[int], tuple[list[dict], int]]:
+    """fetch(page) of cdr/search over one whole day in the default MM/DD/YYYY format."""
+    def fetch(page: int) -> tuple[list[dict], int]:
+        body = client.get("cdr/search", start_time=f"{day_mmddyyyy} 00:00:00",
+                          end_time=f"{day_mmddyyyy} 23:59:59", page=page, page_size=page_size)
+        assert body["errcode"] == 0, body
+        return body["data"], body["total_number"]
+    return fetch
+
+
+def zorio_day_pages(client: ZorioClient, day_iso: str, per_page: int
+                    ) -> Callable[[int], tuple[list[dict], int]]:
+    """fetch(page) of /api/pbx/cdr over one server date."""
+    def fetch(page: int) -> tuple[list[dict], int]:
+        body = client.cdr(**{"from": day_iso, "to": day_iso}, page=page, per_page=per_page)
+        return body["data"], body["total"]
+    return fetch

@@ -121,3 +121,71 @@ def test_long_recordings_hash_by_streaming(simulator):
     simulator.faults.recording_seconds[ref] = 200_000_000 // 16_000
     assert simulator.recording_size("zorio", ref) == 200_000_044
     assert len(simulator.recording_sha256("zorio", ref)) == 64
+
+
+def _zone(make_simulator, tz: str):
+    return make_simulator(yeastar={"timezone": tz})
+
+
+def _search(client: YeastarClient, start: str, end: str) -> list[dict]:
+    body = client.get("cdr/search", start_time=start, end_time=end)
+    assert body["errcode"] == 0, body
+    return body["data"]
+
+
+def test_wall_hour_windows_partition_a_fall_back_day(make_simulator):
+    """The PBX compares wall times: every call is in exactly one wall-clock hour window."""
+    sim = _ny(make_simulator)
+    client = YeastarClient(sim)
+    seen = []
+    for hour in range(24):
+        data = _search(client, f"11/01/2026 {hour:02d}:00:00", f"11/01/2026 {hour:02d}:59:59")
+        assert all(r["time"][11:13] == f"{hour:02d}" for r in data)
+        seen += [r["uid"] for r in data]
+    assert sorted(seen) == sorted(c["uid"] for c in sim.calls("yeastar", FALL))
+
+
+def test_a_window_inside_the_repeated_hour_takes_both_passes(make_simulator):
+    sim = _ny(make_simulator)
+    tz = ZoneInfo(NY)
+    data = _search(YeastarClient(sim), "11/01/2026 01:20:00", "11/01/2026 01:39:59")
+    wanted = [c for c in sim.calls("yeastar", FALL) if "01:20:00" <= c["time"][11:] <= "01:39:59"]
+    assert data == wanted
+    offsets = {datetime.fromtimestamp(r["timestamp"], tz).utcoffset() for r in data}
+    assert offsets == {timedelta(hours=-4), timedelta(hours=-5)}  # both passes, nothing between
+
+
+def test_havana_skipped_midnight_day_is_whole_from_its_first_wall_time(make_simulator):
+    sim = _zone(make_simulator, "America/Havana")
+    client = YeastarClient(sim)
+    day = date(2026, 3, 8)  # 00:00 -> 01:00
+    calls = sim.calls("yeastar", day)
+    assert calls[0]["time"] >= "03/08/2026 01:00:00"
+    assert _search(client, "03/08/2026 00:00:00", "03/08/2026 23:59:59") == calls
+    assert _search(client, "03/08/2026 00:30:00", "03/08/2026 23:59:59") == calls  # in the gap
+    before = _search(client, "03/07/2026 00:00:00", "03/08/2026 00:30:00")
+    assert before == sim.calls("yeastar", date(2026, 3, 7))  # ends at the jump
+    fall = date(2026, 11, 1)  # 01:00 -> 00:00: the first wall hour happens twice
+    assert _search(client, "11/01/2026 00:00:00", "11/01/2026 23:59:59") == \
+        sim.calls("yeastar", fall)
+    twice = _search(client, "11/01/2026 00:00:00", "11/01/2026 00:59:59")
+    tz = ZoneInfo("America/Havana")
+    assert {datetime.fromtimestamp(r["timestamp"], tz).utcoffset() for r in twice} == {
+        timedelta(hours=-4), timedelta(hours=-5)}
+
+
+def test_santiago_repeats_its_last_hour_before_midnight(make_simulator):
+    sim = _zone(make_simulator, "America/Santiago")
+    client = YeastarClient(sim)
+    saturday, sunday = date(2026, 4, 4), date(2026, 4, 5)  # 24:00 -> 23:00 on Saturday
+    sat = sim.calls("yeastar", saturday)
+    assert _search(client, "04/04/2026 00:00:00", "04/04/2026 23:59:59") == sat
+    assert _search(client, "04/05/2026 00:00:00", "04/05/2026 23:59:59") == \
+        sim.calls("yeastar", sunday)
+    late = _search(client, "04/04/2026 23:00:00", "04/04/2026 23:59:59")
+    assert late == [c for c in sat if c["time"][11:13] == "23"]
+    assert len({r["timestamp"] // 3600 for r in late}) == 2  # two different UTC hours
+    spring = date(2026, 9, 6)  # 24:00 -> 01:00: midnight never shows
+    assert _search(client, "09/06/2026 00:00:00", "09/06/2026 00:59:59") == []
+    assert _search(client, "09/06/2026 00:00:00", "09/06/2026 23:59:59") == \
+        sim.calls("yeastar", spring)

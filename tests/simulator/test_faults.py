@@ -11,6 +11,8 @@ from datetime import date
 import pytest
 import requests
 
+from cdr_assets.simulator import DELETE
+
 from .conftest import YeastarClient, ZorioClient, read_wav
 
 DAY = date(2026, 6, 1)
@@ -23,6 +25,13 @@ def _zorio_rec(sim):
 
 def _yeastar_rec(sim):
     return next(c for c in sim.calls("yeastar", DAY) if "record_file" in c)
+
+
+def test_fail_next_can_be_limited_to_requests_with_given_parameters(zorio, simulator):
+    simulator.faults.fail_next("/api/pbx/cdr", 503, times=5, query={"from": "2026-06-02"})
+    assert zorio.get("/api/pbx/cdr", **WINDOW).status_code == 200  # another window
+    other = {"from": "2026-06-02", "to": "2026-06-02"}
+    assert zorio.get("/api/pbx/cdr", **other).status_code == 503
 
 
 def test_fail_next_answers_the_next_requests_then_recovers(zorio, simulator):
@@ -188,3 +197,42 @@ def test_yeastar_client_unaffected_by_zorio_faults(make_simulator):
     sim.faults.fail_next("/api/pbx/", 500, times=5)
     assert YeastarClient(sim).get("cdr/list", page_size=1)["errcode"] == 0
     assert ZorioClient(sim).get("/api/pbx/cdr").status_code == 500
+
+
+def test_override_record_replaces_and_removes_fields_in_pages_and_calls(make_simulator):
+    sim = make_simulator(calls_per_day=30, zorio={"timezone": "UTC", "date_timezone": "UTC"})
+    zorio, yeastar = ZorioClient(sim), YeastarClient(sim)
+    z_before, y_before = sim.calls("zorio", DAY), sim.calls("yeastar", DAY)
+    z, y = z_before[4], y_before[7]
+    sim.faults.override_record("zorio", z["uuid"], duration="forty", start_time="not a time",
+                               uuid=DELETE)
+    sim.faults.override_record("yeastar", y["uid"], timestamp="soon", uid=12345)
+    sim.faults.override_record("yeastar", y["uid"], call_id=DELETE)  # merges with the above
+    page = zorio.cdr(per_page=50, **WINDOW)["data"]
+    served = page[4]
+    assert "uuid" not in served and served["duration"] == "forty"
+    assert served["start_time"] == "not a time"
+    assert list(served) == [k for k in z if k != "uuid"]  # replaced keys keep their place
+    assert page[:4] + page[5:] == z_before[:4] + z_before[5:]
+    assert sim.calls("zorio", DAY) == page
+    found = yeastar.get("cdr/search", start_time="06/01/2026 00:00:00",
+                        end_time="06/01/2026 23:59:59")["data"]
+    assert found[7]["uid"] == 12345 and found[7]["timestamp"] == "soon"
+    assert "call_id" not in found[7] and found[7]["id"] == y["id"]
+    assert found == sim.calls("yeastar", DAY)
+    sim.faults.clear()
+    assert zorio.cdr(per_page=50, **WINDOW)["data"] == z_before
+
+
+def test_override_record_can_serve_a_list_item_that_is_not_an_object(make_simulator):
+    sim = make_simulator(calls_per_day=12, zorio={"timezone": "UTC", "date_timezone": "UTC"})
+    calls = sim.calls("zorio", DAY)
+    sim.faults.override_record("zorio", calls[0]["uuid"], replace_with=42)
+    sim.faults.override_record("zorio", calls[1]["uuid"], replace_with=None)
+    sim.faults.override_record("zorio", calls[2]["uuid"], replace_with="oops")
+    data = ZorioClient(sim).cdr(per_page=5, **WINDOW)["data"]
+    assert data[:3] == [42, None, "oops"] and data[3:] == calls[3:5]
+    with pytest.raises(ValueError, match="fields or replace_with"):
+        sim.faults.override_record("zorio", calls[3]["uuid"])
+    with pytest.raises(ValueError, match="vendor"):
+        sim.faults.override_record("pbx", calls[3]["uuid"], duration=1)

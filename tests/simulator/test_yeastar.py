@@ -9,6 +9,7 @@ import time
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 import requests
 import urllib3
 
@@ -344,3 +345,75 @@ def test_concurrent_wav_downloads_are_fine(yeastar, simulator):
     for t in threads:
         t.join()
     assert results == [200] * len(files)
+
+
+def test_newest_first_is_the_reverse_of_oldest_first_across_pages(make_simulator):
+    asc = YeastarClient(make_simulator())
+    desc = YeastarClient(make_simulator(yeastar={"order": "desc"}))
+    for name, params in (("cdr/search", FULL_DAY), ("cdr/list", {})):
+        def pages(client, name=name, params=params):
+            def fetch(page):
+                body = client.get(name, page=page, page_size=7, **params)
+                return body["data"], body["total_number"]
+            return all_pages(fetch)
+
+        up, up_totals = pages(asc)
+        down, down_totals = pages(desc)
+        assert down == up[::-1] and len(up) == up_totals[0] and set(down_totals) == {len(up)}
+        stamps = [r["timestamp"] for r in down]
+        assert stamps == sorted(stamps, reverse=True)
+    filtered = desc.get("cdr/search", status="ANSWERED", **FULL_DAY)["data"]
+    assert filtered == asc.get("cdr/search", status="ANSWERED", **FULL_DAY)["data"][::-1]
+
+
+def test_reported_date_format_differs_from_what_search_parses(make_simulator):
+    sim = make_simulator(yeastar={"reported_date_format": "DD/MM/YYYY"})
+    client = YeastarClient(sim)
+    data = client.get("system/information")["data"]
+    assert data["system_date_format"] == "DD/MM/YYYY"
+    local = datetime.fromtimestamp(data["timestamp"], ZoneInfo("Asia/Singapore"))
+    assert data["system_time"][:10] == local.strftime("%d/%m/%Y")
+    as_reported = client.get("cdr/search", start_time="30/05/2026 00:00:00",
+                             end_time="30/05/2026 23:59:59")
+    assert as_reported["errcode"] == 40002  # the parser still wants MM/DD/YYYY
+    assert client.get("cdr/search", **FULL_DAY)["total_number"] == 200
+    assert all(r["time"].startswith("05/30/2026") for r in sim.calls("yeastar", DAY))
+
+
+def test_end_time_exclusive_leaves_out_the_end_second(make_simulator):
+    inclusive = make_simulator()
+    exclusive = make_simulator(yeastar={"end_time_exclusive": True})
+    calls = inclusive.calls("yeastar", DAY)
+    window = {"start_time": calls[0]["time"], "end_time": calls[2]["time"]}
+    got_in = YeastarClient(inclusive).get("cdr/search", **window)["data"]
+    got_ex = YeastarClient(exclusive).get("cdr/search", **window)["data"]
+    assert [r["id"] for r in got_in] == [c["id"] for c in calls[:3]]
+    assert [r["id"] for r in got_ex] == [c["id"] for c in calls[:2]]
+
+
+def test_mp3_behind_a_wav_name(make_simulator):
+    sim = make_simulator(yeastar={"recording_format": "mp3", "record_file_suffix": "wav"})
+    client = YeastarClient(sim)
+    rec = next(c for c in sim.calls("yeastar", DAY) if "record_file" in c)
+    assert rec["record_file"].endswith("-" + rec["call_type"] + ".wav")
+    link = client.get("recording/download", file=rec["record_file"])
+    assert link["file"] == rec["record_file"]
+    r = client.download({"file": rec["record_file"]})
+    assert r.status_code == 200 and r.headers["Content-Type"] == "audio/mpeg"
+    assert r.content[:4] == b"\xff\xfb\x90\x64" and r.content[:4] != b"RIFF"
+    assert f'filename="{rec["record_file"]}"' in r.headers["Content-Disposition"]
+    assert r.content == sim.recording_bytes("yeastar", rec["record_file"])
+    item = client.get("recording/list", page_size=1)["data"][0]  # the last days, not DAY
+    listed = client.download({"file": item["file"]})
+    assert item["file"].endswith(".wav") and listed.content[:4] == b"\xff\xfb\x90\x64"
+    assert item["size"] == len(listed.content)
+
+
+@pytest.mark.parametrize(("switch", "header"), [("octet-stream", "application/octet-stream"),
+                                                ("none", None), ("audio", "audio/wav")])
+def test_audio_content_type_switch(make_simulator, switch, header):
+    sim = make_simulator(audio_content_type=switch)
+    rec = next(c for c in sim.calls("yeastar", DAY) if "record_file" in c)
+    r = YeastarClient(sim).download({"file": rec["record_file"]})
+    assert r.status_code == 200 and r.headers.get("Content-Type") == header
+    assert r.content[:4] == b"RIFF" and len(r.content) == int(r.headers["Content-Length"])

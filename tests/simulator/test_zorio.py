@@ -7,7 +7,10 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import requests
+
+from cdr_assets.simulator import Simulator, SimulatorConfig
 
 from .conftest import ZorioClient, all_pages, read_wav
 
@@ -229,3 +232,74 @@ def test_now_is_used_for_default_dates(zorio):
     today = datetime.now(UTC).date()
     assert body["total"] > 0
     assert body["data"][0]["start_time"][:10] >= (today - timedelta(days=30)).isoformat()
+
+
+def _recorded(sim) -> dict:
+    return next(c for c in sim.calls("zorio", DAY) if c["recording_available"])
+
+
+def test_detail_without_a_recording_object_still_redirects(make_simulator):
+    sim = make_simulator(zorio={"detail_recording": "absent"})
+    client = ZorioClient(sim)
+    rec = _recorded(sim)
+    data = client.get(f"/api/pbx/cdr/{rec['uuid']}").json()["data"]
+    assert data["recording_available"] is True and "recording" not in data and data == rec
+    r = client.get(f"/api/pbx/cdr/{rec['uuid']}/recording")
+    assert r.status_code == 302
+    audio = requests.get(r.headers["Location"], timeout=10)
+    assert audio.status_code == 200 and audio.content == sim.recording_bytes("zorio", rec["uuid"])
+
+
+def test_file_size_delta_makes_the_detail_wrong_not_the_audio(make_simulator):
+    sim = make_simulator(zorio={"file_size_delta": -321})
+    rec = _recorded(sim)
+    recording = ZorioClient(sim).get(f"/api/pbx/cdr/{rec['uuid']}").json()["data"]["recording"]
+    audio = requests.get(recording["url"], timeout=10)
+    assert len(audio.content) == int(audio.headers["Content-Length"])
+    assert recording["file_size"] == len(audio.content) - 321
+    params, _ = read_wav(audio.content)
+    assert params.nframes == recording["duration"] * 8000  # complete and valid
+
+
+def test_signed_urls_can_point_at_a_second_host(make_simulator):
+    with Simulator(SimulatorConfig(), host="127.0.0.2") as files:
+        sim = make_simulator(zorio={"recording_base_url": files.base_url})
+        client = ZorioClient(sim)
+        rec = _recorded(sim)
+        url = client.get(f"/api/pbx/cdr/{rec['uuid']}").json()["data"]["recording"]["url"]
+        location = client.get(f"/api/pbx/cdr/{rec['uuid']}/recording").headers["Location"]
+        for link in (url, location):
+            assert link.startswith(files.base_url + "/api/public/recordings/")
+            audio = requests.get(link, timeout=10)
+            assert audio.status_code == 200
+            assert audio.content == sim.recording_bytes("zorio", rec["uuid"])
+        assert files.stats.count("/api/public/recordings/{id}/audio") == 2
+        assert sim.stats.count("/api/public/recordings/{id}/audio") == 0
+
+
+def test_the_audio_endpoint_can_redirect_to_a_cdn(make_simulator):
+    with Simulator(SimulatorConfig(), host="127.0.0.2") as cdn:
+        sim = make_simulator(zorio={"audio_redirect_base_url": cdn.base_url})
+        rec = _recorded(sim)
+        url = ZorioClient(sim).get(f"/api/pbx/cdr/{rec['uuid']}").json()["data"]["recording"][
+            "url"]
+        first = requests.get(url, allow_redirects=False, timeout=10)
+        assert first.status_code == 302 and first.content == b""
+        parts, moved = urlsplit(url), urlsplit(first.headers["Location"])
+        assert f"{moved.scheme}://{moved.netloc}" == cdn.base_url
+        assert (moved.path, parse_qs(moved.query)) == (parts.path, parse_qs(parts.query))
+        audio = requests.get(url, timeout=10)
+        assert [h.status_code for h in audio.history] == [302]
+        assert audio.content == sim.recording_bytes("zorio", rec["uuid"])
+        bad = url.replace("signature=", "signature=0")
+        assert requests.get(bad, allow_redirects=False, timeout=10).status_code == 403
+
+
+@pytest.mark.parametrize(("switch", "header"), [("octet-stream", "application/octet-stream"),
+                                                ("none", None)])
+def test_audio_content_type_switch(make_simulator, switch, header):
+    sim = make_simulator(audio_content_type=switch)
+    rec = _recorded(sim)
+    url = ZorioClient(sim).get(f"/api/pbx/cdr/{rec['uuid']}").json()["data"]["recording"]["url"]
+    audio = requests.get(url, timeout=10)
+    assert audio.headers.get("Content-Type") == header and audio.content[:4] == b"RIFF"
