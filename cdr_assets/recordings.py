@@ -14,13 +14,19 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Protocol
 
-from cdr_assets.errors import CdrAssetsError, RecordingLinkExpired, RecordingMissing
+from cdr_assets.errors import (
+    CdrAssetsError,
+    PbxApiError,
+    PbxAuthError,
+    RecordingLinkExpired,
+    RecordingMissing,
+)
 from cdr_assets.storage.archive import RecordingArchive
 from cdr_assets.storage.manifest import ManifestRow
 from cdr_assets.vendors.base import PbxClient
@@ -127,9 +133,14 @@ class RecordingArchiver:
         self.progress_every_s = progress_every_s
 
     def archive_partition(
-        self, tasks: list[RecordingTask], previous: dict[str, ManifestRow]
+        self,
+        tasks: list[RecordingTask],
+        previous: dict[str, ManifestRow],
+        *,
+        on_row: Callable[[ManifestRow], None] | None = None,
     ) -> ArchiveOutcome:
-        """Bring every task to a manifest row; returns rows in task order.
+        """Bring every task to a manifest row; returns rows in task order. `on_row` hears each
+        row as it is settled (in this thread), e.g. to checkpoint the manifest.
 
         Verifying an archived file (a full sha256 read) runs in the same worker pool as the
         downloads, so a re-run over a large archive is as parallel as a first run.
@@ -138,7 +149,11 @@ class RecordingArchiver:
         label = f"{self.pbx} {tasks[0].call_date}" if tasks else self.pbx
         progress = _Progress(len(tasks), self.log, label, self.progress_every_s)
         work = [(task, previous.get(task.cdr_id)) for task in tasks]
-        done = dict(self._run_bounded(work, progress))
+        done: dict[str, tuple[ManifestRow, bool]] = {}
+        for cdr_id, settled in self._run_bounded(work, progress):
+            done[cdr_id] = settled
+            if on_row is not None:
+                on_row(settled[0])
         rows = [done[task.cdr_id][0] for task in tasks]
         skipped = sum(1 for _, kept in done.values() if kept)
         if skipped:
@@ -177,9 +192,11 @@ class RecordingArchiver:
     def _run_bounded(
         self, work: list[tuple[RecordingTask, ManifestRow | None]], progress: _Progress
     ) -> Iterator[tuple[str, tuple[ManifestRow, bool]]]:
-        """Keep at most 2×concurrency futures alive so a huge day doesn't queue a million."""
+        """Keep at most 2×concurrency futures alive so a huge day doesn't queue a million;
+        on an error that ends the run (a refused credential), queued work is cancelled."""
         pending: set[Future[tuple[ManifestRow, bool]]] = set()
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"rec-{self.pbx}") as pool:
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"rec-{self.pbx}")
+        try:
             for task, prior in work:
                 pending.add(pool.submit(self._settle, task, prior, progress))
                 if len(pending) >= 2 * self.concurrency:
@@ -190,11 +207,19 @@ class RecordingArchiver:
             for future in pending:
                 row, kept = future.result()
                 yield row.cdr_id, (row, kept)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _archive_one(
         self, task: RecordingTask, prior: ManifestRow | None, progress: _Progress
     ) -> ManifestRow:
-        """Mint a link, download, verify; on expiry or damage mint again, up to max_attempts."""
+        """Mint a link, download, verify; on expiry or damage mint again, up to max_attempts.
+
+        A refused credential (`PbxAuthError`) ends the whole archive run: the client's breaker
+        would refuse every other recording too, and retrying it is what gets an IP blocked. An
+        answer a retry cannot change (a refused link, a non-audio body) fails the recording at
+        once; its row says why and the next run tries again.
+        """
         attempts_before = prior.attempts if prior else 0
         error = "no attempt made"
         for attempt in range(1, self.max_attempts + 1):
@@ -203,16 +228,18 @@ class RecordingArchiver:
                     self.client.download_slot(task.recording_ref),
                     self.client.open_recording(task.recording_ref) as stream,
                 ):
-                    path = self.archive.path_for(
-                        self.pbx, task.call_date, task.cdr_id, stream.extension
-                    )
                     stored = self.archive.write_verified(
-                        path,
+                        self.pbx,
+                        task.call_date,
+                        task.cdr_id,
                         stream.iter_chunks(),
                         content_length=stream.content_length,
                         expected_bytes=stream.expected_bytes,
+                        announced_type=stream.content_type,
                     )
                 progress.add(stored.bytes)
+                if stored.note:
+                    self.log.warning("%s: %s archived: %s", self.pbx, task.cdr_id, stored.note)
                 return self._row(
                     task,
                     status="archived",
@@ -222,7 +249,10 @@ class RecordingArchiver:
                     sha256=stored.sha256,
                     content_type=stored.content_type,
                     duration_s=stored.duration_s,
+                    error=stored.note,
                 )
+            except PbxAuthError:
+                raise
             except RecordingMissing as exc:
                 progress.add(0)
                 self.log.warning("%s: recording of %s is missing: %s", self.pbx, task.cdr_id, exc)
@@ -235,7 +265,18 @@ class RecordingArchiver:
             except RecordingLinkExpired as exc:
                 error = describe_error(exc)
                 self.log.info("%s: link for %s expired; minting a fresh one", self.pbx, task.cdr_id)
-            except (CdrAssetsError, OSError) as exc:  # OSError covers requests' stream errors
+            except PbxApiError as exc:
+                error = describe_error(exc)
+                self.log.warning(
+                    "%s: attempt %d for %s failed: %s", self.pbx, attempt, task.cdr_id, error
+                )
+                if not exc.transient:
+                    progress.add(0)
+                    return self._row(
+                        task, status="failed", attempts=attempts_before + attempt, error=error
+                    )
+                time.sleep(self.retry_pause_s * attempt)
+            except (CdrAssetsError, OSError) as exc:  # corrupt bytes, requests' stream errors
                 error = describe_error(exc)
                 self.log.warning(
                     "%s: attempt %d for %s failed: %s", self.pbx, attempt, task.cdr_id, error

@@ -22,14 +22,14 @@ DAY = date(2026, 6, 27)
 
 
 def _zorio(sim: Simulator, **fields: object) -> ZorioResource:
-    return ZorioResource(
-        pbx_name="saigon",
-        base_url=sim.base_url,
-        api_token="demo-token",
-        timezone=sim.config.zorio.timezone,
-        max_retries=1,
-        **fields,
-    )
+    settings: dict[str, object] = {
+        "pbx_name": "saigon",
+        "base_url": sim.base_url,
+        "api_token": "demo-token",
+        "timezone": sim.config.zorio.timezone,
+        "max_retries": 1,
+    }
+    return ZorioResource(**(settings | fields))
 
 
 def _yeastar(sim: Simulator, **fields: object) -> YeastarResource:
@@ -205,3 +205,59 @@ def test_error_descriptions_drop_signed_query_values() -> None:
     error = OSError("GET http://h/a.wav?expires=1&signature=abc123&access_token=tok9 failed")
     text = describe_error(error)
     assert "abc123" not in text and "tok9" not in text and "signature=***" in text
+
+
+# --------------------------------------------------------------------------- answers that end early
+
+
+def test_a_refused_credential_ends_the_archive_run_at_once(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    from cdr_assets.errors import PbxAuthError
+
+    sim = make_simulator(calls_per_day=40)
+    tasks = _tasks(sim, "zorio")
+    assert len(tasks) > 4
+    client = _zorio(sim, api_token="wrong-token")
+    with pytest.raises(PbxAuthError):
+        _archiver(client, tmp_path, concurrency=2).archive_partition(tasks, {})
+    # The first refusal opened the breaker: no recording after it went to the PBX again.
+    assert sim.stats.count("/api/pbx/cdr/{uuid}") == 2  # one request and its one re-send
+
+
+def test_an_answer_a_retry_cannot_change_fails_the_recording_after_one_attempt(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator(calls_per_day=12)
+    (task,) = _tasks(sim, "zorio", limit=1)
+    sim.faults.fail_next(
+        "/api/public/recordings", 200, body=b"<html>maintenance</html>", content_type="text/html"
+    )
+    (row,) = _archiver(_zorio(sim), tmp_path, max_attempts=3).archive_partition([task], {}).rows
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert "instead of audio" in row.error
+
+
+def test_an_mp3_served_for_a_wav_name_is_stored_as_mp3(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator(
+        calls_per_day=12, yeastar={"recording_format": "mp3", "record_file_suffix": "wav"}
+    )
+    (task,) = _tasks(sim, "yeastar", limit=1)
+    assert task.recording_ref.endswith(".wav")
+    (row,) = _archiver(_yeastar(sim), tmp_path).archive_partition([task], {}).rows
+    assert row.status == "archived" and row.uri.endswith(f"{task.cdr_id}.mp3")
+    assert row.content_type == "audio/mpeg"
+    assert row.sha256 == sim.recording_sha256("yeastar", task.recording_ref)
+
+
+def test_a_file_size_that_disagrees_with_a_complete_body_is_archived_with_a_note(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator(calls_per_day=12, zorio={"file_size_delta": 7})
+    (task,) = _tasks(sim, "zorio", limit=1)
+    (row,) = _archiver(_zorio(sim), tmp_path).archive_partition([task], {}).rows
+    assert (row.status, row.attempts) == ("archived", 1)
+    assert row.sha256 == sim.recording_sha256("zorio", task.recording_ref)
+    assert row.error is not None and str(row.bytes + 7) in row.error  # the PBX's stated size

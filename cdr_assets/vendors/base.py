@@ -9,47 +9,85 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
 import requests
 
+from cdr_assets.audio import announced_format, detect_audio
 from cdr_assets.errors import PbxApiError, RecordingCorrupt
 from cdr_assets.records import CdrPage, JsonRecords
 
+#: Why `split_record_array` could not cut a body (None: it could, or the page was empty).
+SplitRefusal = str
+#: `}]` sequences tried as the end of the records array. Flat records hold none, so the first is
+#: the end; records with nested arrays of objects would cost a parse per record to cut, and
+#: their `},{` would miscount the lines anyway, so those pages are parsed whole instead.
+_MAX_ARRAY_END_CANDIDATES = 3
 
-def split_record_array(body: bytes, key: str = "data") -> tuple[dict[str, Any], JsonRecords] | None:
+
+def split_record_array(
+    body: bytes, key: str = "data"
+) -> tuple[dict[str, Any], JsonRecords] | SplitRefusal | None:
     """A JSON object body's envelope (with `key` emptied to `[]`) and the records of `key`.
 
     Only the envelope is parsed here; the records are cut from the body by their `},{`
-    boundaries. Returns None, so the caller parses the whole body as before, unless the body has
-    the compact shape that makes this safe: `key` holds a non-empty array of objects written
-    without newlines, and the body without that array is a JSON object whose `key` is `[]`. A
-    `},{` inside a string would cut a record in two: the caller compares `len()` with the page
-    size the envelope announces, and the normalizer's parse refuses a line that ends inside a
-    string, then falls back to `dicts()`.
+    boundaries, so this applies to compact JSON only (PHP's `json_encode`, `\\/` escapes and all,
+    is compact). The array's end is the first `}]` after its start whose removal leaves a JSON
+    object with `key` empty: Laravel's envelope has a `links` array after `data`, so the last `}]`
+    of the body is not it. Returns the split, None for an empty array (nothing to cut), or the
+    reason it refused (pretty-printed body, no such array, newlines in it) so the caller parses
+    the whole body instead. A `},{` inside a record (a nested array of objects, or a string) adds
+    lines: the caller compares `len()` with the page size its envelope announces, and the
+    normalizer's parse refuses a line that is not one object, then falls back to `dicts()`.
     """
-    marker = b'"' + key.encode() + b'":[{'
-    start = body.find(marker)
-    if start < 0:
+    marker = b'"' + key.encode() + b'":['
+    found = body.find(marker)
+    if found < 0:
+        return f"no compact '{key}' array (pretty-printed or unusual JSON)"
+    start = found + len(marker) - 1  # the '['
+    if body[start + 1 : start + 2] == b"]":
         return None
-    start += len(marker) - 2
-    end = body.rfind(b"}]")  # the last one: from the right, it costs nothing to find
-    if end < start:
-        return None
-    end += 2
-    array = body[start:end]
-    if b"\n" in array or b"\r" in array:
-        return None
+    if body[start + 1 : start + 2] != b"{":
+        return f"'{key}' is not an array of objects"
+    head = body[:start]
+    end = _next_array_end(body, start)
+    for _ in range(_MAX_ARRAY_END_CANDIDATES):
+        if end < 0:
+            break
+        follows = body[end + 2 : end + 4]
+        if follows == b',"' or follows[:1] == b"}":
+            envelope = _envelope_without(head, body[end + 2 :], key)
+            if envelope is not None:
+                array = body[start : end + 2]
+                if b"\n" in array or b"\r" in array:
+                    return f"'{key}' array spans several lines"
+                lines = array[1:-1].replace(b"},{", b"}\n{")
+                return envelope, JsonRecords(lines, lines.count(b"\n") + 1)
+        end = _next_array_end(body, end + 2)
+    return f"no end of the '{key}' array that leaves a valid envelope (nested arrays in records?)"
+
+
+def _next_array_end(body: bytes, start: int) -> int:
+    """Index of the next `}]` at or after `start`, or -1. A one-byte `find` is a memchr; a
+    two-byte one costs some 90 µs on a 200-record page, half of the whole split."""
+    end = body.find(b"]", start + 1)
+    while end >= 0 and body[end - 1] != 0x7D:  # "}"
+        end = body.find(b"]", end + 1)
+    return end - 1 if end >= 0 else -1
+
+
+def _envelope_without(head: bytes, tail: bytes, key: str) -> dict[str, Any] | None:
+    """`head + [] + tail` parsed, if it is a JSON object whose `key` is `[]`."""
     try:
-        envelope = orjson.loads(body[:start] + b"[]" + body[end:])
+        envelope = orjson.loads(head + b"[]" + tail)
     except orjson.JSONDecodeError:
         return None
     if not isinstance(envelope, dict) or envelope.get(key) != []:
         return None
-    lines = array[1:-1].replace(b"},{", b"}\n{")
-    return envelope, JsonRecords(lines, lines.count(b"\n") + 1)
+    return envelope
 
 
 @runtime_checkable
@@ -59,7 +97,7 @@ class PbxClient(Protocol):
     vendor: str
 
     def fetch_cdrs(self, first_day: date, last_day: date) -> CdrFetch:
-        """CDRs of the PBX-local days `first_day..last_day` (inclusive), page by page."""
+        """CDRs of the PBX-local days `first_day..last_day` (inclusive), window by window."""
         ...
 
     def open_recording(self, recording_ref: str) -> RecordingStream:
@@ -71,67 +109,116 @@ class PbxClient(Protocol):
         ...
 
 
-class WindowCounter:
-    """Running counts of one pass over one query window (what `CdrFetch` sums up)."""
+@dataclass(frozen=True)
+class FetchedPage:
+    """One API page of a pass over a window: its page number (1-based) and its records."""
 
-    def __init__(self) -> None:
-        self.api_total: int | None = None
-        self.fetched = 0
-        self.restarts = 0
-
-    def reset_pass(self) -> None:
-        """Start the window again from its first page (keeps `restarts`)."""
-        self.api_total = None
-        self.fetched = 0
+    number: int
+    records: CdrPage | JsonRecords
 
 
-#: Yields the pages of one window; sets `counter.api_total` / `counter.fetched` as it goes and
-#: raises `CdrCountMismatch` itself when the counts disagree after its own restart.
-WindowPager = Callable[[WindowCounter], Iterator[CdrPage | JsonRecords]]
+@dataclass
+class PassTotals:
+    """What one pass over a window saw: the API's total on each page, and what came back.
+
+    The API's total may change while a day is paged (a CDR lands or is deleted); a pass whose
+    pages did not all announce the same total is not a consistent snapshot.
+    """
+
+    first_total: int | None = None
+    last_total: int | None = None
+    stable: bool = True
+    records: int = 0
+    pages: int = 0
+
+    def see(self, total: int, records: int) -> None:
+        """Account for one page announcing `total` and holding `records` records."""
+        if self.first_total is None:
+            self.first_total = total
+        elif total != self.last_total:
+            self.stable = False
+        self.last_total = total
+        self.records += records
+        self.pages += 1
+
+
+#: Yields one pass over a window's pages from page 1, filling in the `PassTotals` as it goes.
+PassPager = Callable[[PassTotals], Iterator[FetchedPage]]
+
+
+class CdrWindow:
+    """One query window of a fetch, which can be paged again from page 1 as often as needed.
+
+    `label` describes the query for messages (no secrets). `start`/`end` are the instants the
+    window covers, when the vendor's query makes them known (Yeastar: wall times in the PBX's
+    zone; None when the server's reading of the query is unknown, as with Zorio's dates).
+    Completeness (distinct CDR ids against the final total) is judged by the caller, who sees
+    the normalized ids: `cdr_assets.ingest`.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        pager: PassPager,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> None:
+        self.label = label
+        self.start = start
+        self.end = end
+        self._pager = pager
+        self.passes = 0
+        self.last_pass = PassTotals()
+
+    def fetch_pass(self) -> Iterator[FetchedPage]:
+        """Page the window once from page 1; `last_pass` describes this pass as it goes."""
+        self.passes += 1
+        self.last_pass = PassTotals()
+        yield from self._pager(self.last_pass)
 
 
 class CdrFetch:
-    """A lazy fetch of CDR pages over one or more query windows.
+    """A lazy fetch of CDRs over one or more query windows (one API page in memory at a time).
 
-    `pages()` is a generator: one API page in memory at a time. When it is exhausted,
-    `api_total` is the sum of the API's totals over the windows and `fetched` the number of
-    records yielded in the accepted pass of each window. A window whose count disagreed with the
-    API's total is fetched once more from its first page (records may arrive while a day is still
-    open), so its records can be yielded twice: consumers keep one row per CDR id. `restarts`
-    counts those second passes.
+    `windows` are for callers that judge completeness and page a window again when it drifted
+    (`cdr_assets.ingest`). `pages()` / `record_pages()` are the simple stream: one pass over each
+    window, in order; afterwards `api_total` is the sum of the windows' last totals and `fetched`
+    the number of records yielded.
     """
 
-    def __init__(self, *, pbx: str, endpoint: str, windows: list[tuple[str, WindowPager]]) -> None:
+    def __init__(
+        self, *, pbx: str, endpoint: str, windows: list[CdrWindow], query_verified: bool = True
+    ) -> None:
         self.pbx = pbx
         #: The list endpoint's path, for messages about what it returned.
         self.endpoint = endpoint
-        #: Human-readable description of each window, in the order they are fetched.
-        self.window_labels = [label for label, _ in windows]
-        self._windows = windows
-        self._consumed = False
+        self.windows = windows
+        #: False when the PBX's reading of the window queries could not be checked (Yeastar with
+        #: `verify_clock` off): then an empty answer cannot be told from a misread window.
+        self.query_verified = query_verified
         self.api_total: int | None = None
         self.fetched: int | None = None
-        self.restarts = 0
+
+    @property
+    def window_labels(self) -> list[str]:
+        """Human-readable description of each window, in the order they are fetched."""
+        return [window.label for window in self.windows]
 
     def pages(self) -> Iterator[CdrPage]:
-        """Yield each page (a list of record dicts); can be consumed once."""
+        """Yield each page as a list of record dicts, one pass over each window."""
         for page in self.record_pages():
             yield page.dicts() if isinstance(page, JsonRecords) else page
 
     def record_pages(self) -> Iterator[CdrPage | JsonRecords]:
         """Like `pages()`, but a page may come as unparsed `JsonRecords` (for the normalizer,
-        which parses them straight into Arrow); can be consumed once."""
-        if self._consumed:
-            raise RuntimeError("CdrFetch.pages() can be consumed only once; call fetch_cdrs again")
-        self._consumed = True
-        api_total = 0
-        fetched = 0
-        for _label, pager in self._windows:
-            counter = WindowCounter()
-            yield from pager(counter)
-            api_total += counter.api_total or 0
-            fetched += counter.fetched
-            self.restarts += counter.restarts
+        which parses them straight into Arrow)."""
+        api_total = fetched = 0
+        for window in self.windows:
+            for page in window.fetch_pass():
+                yield page.records
+            api_total += window.last_pass.last_total or 0
+            fetched += window.last_pass.records
         self.api_total = api_total
         self.fetched = fetched
 
@@ -140,8 +227,11 @@ class RecordingStream(AbstractContextManager["RecordingStream"]):
     """An open, streamed recording download; leave the `with` block to release the connection.
 
     `content_length` is the Content-Length header (None if absent), `expected_bytes` the size
-    the PBX's metadata announced (Zorio `recording.file_size`; None for Yeastar), `extension` is
-    "wav" or "mp3".
+    the PBX's metadata announced (Zorio `recording.file_size`; None for Yeastar). `format` is
+    what the response says the audio is ("wav"/"mp3"): its Content-Type, else the magic bytes
+    of the first chunk (None until then). A recording's file name says nothing reliable: a PBX
+    set to MP3 downloads serves MP3 for a `.wav` record_file. `on_format`, if given, hears the
+    format once it is known.
     """
 
     def __init__(
@@ -150,12 +240,11 @@ class RecordingStream(AbstractContextManager["RecordingStream"]):
         pbx: str,
         endpoint: str,
         response: requests.Response,
-        extension: str,
         expected_bytes: int | None = None,
+        on_format: Callable[[str], None] | None = None,
     ) -> None:
         self.pbx = pbx
         self.endpoint = endpoint
-        self.extension = extension
         self.expected_bytes = expected_bytes
         self.content_type: str | None = response.headers.get("Content-Type")
         self.content_length: int | None = _parse_content_length(
@@ -164,7 +253,17 @@ class RecordingStream(AbstractContextManager["RecordingStream"]):
         encoding = response.headers.get("Content-Encoding", "").strip().lower()
         self._encoded = encoding not in ("", "identity")
         self._response = response
+        self._on_format = on_format
+        self.format: str | None = None
         self.bytes_read = 0
+        self._learn(announced_format(self.content_type))
+
+    def _learn(self, fmt: str | None) -> None:
+        if fmt is None or self.format is not None:
+            return
+        self.format = fmt
+        if self._on_format is not None:
+            self._on_format(fmt)
 
     def iter_chunks(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """Yield the body in chunks of at most `chunk_size` bytes.
@@ -175,6 +274,8 @@ class RecordingStream(AbstractContextManager["RecordingStream"]):
         try:
             for chunk in self._response.iter_content(chunk_size=chunk_size):
                 if chunk:
+                    if not self.bytes_read:
+                        self._learn(detect_audio(chunk[:64]))
                     self.bytes_read += len(chunk)
                     yield chunk
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
@@ -187,6 +288,7 @@ class RecordingStream(AbstractContextManager["RecordingStream"]):
                 self.pbx,
                 self.endpoint,
                 f"download failed after {self.bytes_read} bytes ({type(exc).__name__})",
+                transient=True,
             ) from None
         if (
             not self._encoded
@@ -214,15 +316,3 @@ def _parse_content_length(value: str | None) -> int | None:
         if length >= 0:
             return length
     return None
-
-
-def extension_for(file_name: str | None, content_type: str | None) -> str:
-    """The extension (wav or mp3) from a recording's file name, else its Content-Type."""
-    if file_name:
-        suffix = file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
-        if suffix in ("wav", "mp3"):
-            return suffix
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media in ("audio/mpeg", "audio/mp3", "audio/mpeg3", "audio/x-mpeg-3"):
-        return "mp3"
-    return "wav"

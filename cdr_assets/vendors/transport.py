@@ -1,7 +1,8 @@
 """HTTP transport shared by the vendor clients: session, retries, redaction, error wrapping.
 
 This module owns how bytes travel (one `requests.Session` per resource, urllib3 `Retry` on
-429/5xx honouring a sane `Retry-After`, the User-Agent on every request) and how secrets are kept
+408/429/5xx for GETs honouring a bounded `Retry-After`, requests that must reach the server at most
+once, the User-Agent on every request) and how secrets are kept
 out of logs and exceptions (`redact_url`, a logging filter on urllib3's debug lines, exception
 messages built from safe parts). It must not know what any endpoint means: no tokens, no paging,
 no vendor error codes.
@@ -9,17 +10,23 @@ no vendor error codes.
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import math
 import re
-from typing import Any
+import ssl
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 import orjson
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader
+from urllib3.connectionpool import ConnectionPool
+from urllib3.response import BaseHTTPResponse
 
 from cdr_assets.errors import PbxApiError
 
@@ -52,7 +59,11 @@ REDACTED = "***"
 SECRET_PATH_PREFIXES = ("/api/download/",)
 
 #: Status codes retried by the transport (with `Retry-After` when the server sends one).
-RETRY_STATUSES = (429, 500, 502, 503, 504)
+RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
+#: Statuses whose `Location` a client may follow (downloads do, hop by hop, after checking it).
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+#: Methods the transport may send again after the server may have seen them.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD"})
 
 #: urllib3/requests loggers that print request paths (with their query strings) at DEBUG.
 URL_LOGGING_LOGGERS = (
@@ -154,13 +165,39 @@ def install_log_redaction() -> None:
             logger.addFilter(_LOG_FILTER)
 
 
+class RetryAfterExceeded(Exception):
+    """Raised out of a request by `CappedRetry` when the server asks to be retried later than
+    allowed: nothing was waited. `status` is the answer's HTTP status, `retry_after_s` how long
+    it asked for, `retry_at` the UTC instant that is. Not an `OSError` (as requests' exceptions
+    are), so requests lets it through instead of calling it a connection error."""
+
+    def __init__(self, status: int, retry_after_s: float, retry_at: datetime, limit_s: float):
+        super().__init__(f"HTTP {status}: Retry-After {retry_after_s:.0f} s exceeds {limit_s:g} s")
+        self.status = status
+        self.retry_after_s = retry_after_s
+        self.retry_at = retry_at
+        self.limit_s = limit_s
+
+
 class CappedRetry(urllib3.Retry):
-    """`urllib3.Retry` whose `Retry-After` handling cannot stall or hot-loop a run.
+    """`urllib3.Retry` whose `Retry-After` handling can neither stall a run nor hot-loop it.
 
     urllib3 2 treats `Retry-After: 0` as "no hint" (exponential backoff applies) but raises
-    `InvalidHeader` on a negative or fractional value and honours up to 6 hours. Here a value
-    that is not a positive number is "no hint" and a positive one is capped at `backoff_max`.
+    `InvalidHeader` on a negative or fractional value and sleeps up to 6 hours. Here a value that
+    is not a positive number of seconds or a future HTTP-date is "no hint"; one up to
+    `max_retry_after_s` is honoured; a longer one makes the request fail at once with
+    `RetryAfterExceeded` instead of sleeping (a run must not hang for hours, and a retry before
+    the time the server named only earns another refusal).
     """
+
+    def __init__(self, *args: Any, max_retry_after_s: float = 60.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_retry_after_s = max_retry_after_s
+
+    def new(self, **kw: Any) -> Self:
+        retry = super().new(**kw)
+        retry.max_retry_after_s = self.max_retry_after_s
+        return retry
 
     def parse_retry_after(self, retry_after: str) -> float:
         text = retry_after.strip()
@@ -168,18 +205,50 @@ class CappedRetry(urllib3.Retry):
             seconds = float(text)
         except ValueError:
             try:
-                seconds = super().parse_retry_after(text)
-            except InvalidHeader:
+                when = email.utils.parsedate_to_datetime(text)
+            except (TypeError, ValueError, IndexError):
                 return 0.0
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            seconds = (when - datetime.now(UTC)).total_seconds()
         if not math.isfinite(seconds) or seconds <= 0:
             return 0.0
-        cap = min(self.backoff_max, getattr(self, "retry_after_max", self.backoff_max))
-        return min(seconds, cap)
+        return seconds
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        """Refuse to schedule a retry the server asked to come back for too late."""
+        if response is not None and error is None and self.respect_retry_after_header:
+            wait = self.get_retry_after(response)
+            if wait is not None and wait > self.max_retry_after_s:
+                response.drain_conn()
+                raise RetryAfterExceeded(
+                    response.status,
+                    wait,
+                    datetime.now(UTC) + timedelta(seconds=wait),
+                    self.max_retry_after_s,
+                )
+        return super().increment(method, url, response, error, _pool, _stacktrace)
 
 
-def build_retry(*, max_retries: int, backoff_factor: float, backoff_max_s: float) -> CappedRetry:
-    """The retry policy of every vendor session (GET, and POST: the clients' only POSTs are the
-    Yeastar token calls, where a 5xx is a server fault, not an auth failure)."""
+def build_retry(
+    *,
+    max_retries: int,
+    backoff_factor: float,
+    backoff_max_s: float,
+    retry_after_max_s: float = 60.0,
+) -> CappedRetry:
+    """The retry policy of every vendor request but the ones that must not be repeated: GETs are
+    retried on connection errors, read errors, 408, 429 and 5xx (`Retry-After` honoured up to
+    `retry_after_max_s`, else `RetryAfterExceeded`); other methods only when the connection
+    could not be made, so nothing was sent."""
     return CappedRetry(
         total=max_retries,
         connect=max_retries,
@@ -189,8 +258,29 @@ def build_retry(*, max_retries: int, backoff_factor: float, backoff_max_s: float
         backoff_factor=backoff_factor,
         backoff_max=backoff_max_s,
         status_forcelist=RETRY_STATUSES,
-        allowed_methods=frozenset({"GET", "POST"}),
+        allowed_methods=IDEMPOTENT_METHODS,
         respect_retry_after_header=True,
+        raise_on_status=False,
+        raise_on_redirect=False,
+        max_retry_after_s=retry_after_max_s,
+    )
+
+
+def build_send_once_retry(*, max_retries: int, backoff_factor: float) -> urllib3.Retry:
+    """The retry policy of requests that must reach the server at most once (Yeastar's token
+    POSTs: a repeated `get_token` can orphan tokens against the PBX's cap, and each refused one
+    counts towards an IP block): retried only when the connection could not be made, never after
+    a read timeout, a reset once sent, or any status."""
+    return urllib3.Retry(
+        total=max_retries,
+        connect=max_retries,
+        read=False,
+        status=0,
+        other=0,
+        redirect=0,
+        backoff_factor=backoff_factor,
+        status_forcelist=(),
+        respect_retry_after_header=False,
         raise_on_status=False,
         raise_on_redirect=False,
     )
@@ -204,10 +294,14 @@ def build_session(
     verify_tls: bool | str,
     pool_size: int,
     backoff_max_s: float = 30.0,
+    retry_after_max_s: float = 60.0,
+    send_once_prefixes: Sequence[str] = (),
 ) -> requests.Session:
-    """A `requests.Session` sending `user_agent` on every request, retrying 429/5xx and
-    connection errors up to `max_retries` times with exponential backoff (`Retry-After` honoured,
-    capped at `backoff_max_s`). `verify_tls` is True/False or a CA bundle path."""
+    """A `requests.Session` sending `user_agent` on every request, retrying GETs on connection
+    errors, 408, 429 and 5xx up to `max_retries` times with exponential backoff (at most
+    `backoff_max_s`; a `Retry-After` up to `retry_after_max_s` is honoured, a longer one raises
+    `RetryAfterExceeded`). Requests to a URL under one of `send_once_prefixes` are sent at most
+    once (retried only on connect failures). `verify_tls` is True/False or a CA bundle path."""
     if not user_agent.strip():
         raise ValueError("user_agent must not be empty (Yeastar requires a User-Agent header)")
     install_log_redaction()
@@ -216,13 +310,25 @@ def build_session(
     session.verify = verify_tls
     adapter = HTTPAdapter(
         max_retries=build_retry(
-            max_retries=max_retries, backoff_factor=backoff_factor, backoff_max_s=backoff_max_s
+            max_retries=max_retries,
+            backoff_factor=backoff_factor,
+            backoff_max_s=backoff_max_s,
+            retry_after_max_s=retry_after_max_s,
         ),
         pool_connections=max(1, pool_size),
         pool_maxsize=max(1, pool_size),
     )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
+    if send_once_prefixes:
+        # requests picks the adapter of the longest matching prefix.
+        send_once = HTTPAdapter(
+            max_retries=build_send_once_retry(
+                max_retries=max_retries, backoff_factor=backoff_factor
+            )
+        )
+        for prefix in send_once_prefixes:
+            session.mount(prefix, send_once)
     return session
 
 
@@ -239,6 +345,8 @@ def describe_request_exception(exc: requests.exceptions.RequestException) -> str
         return f"the proxy refused or failed the request ({name})"
     if isinstance(exc, requests.exceptions.ConnectionError):
         reason = _root_reason(exc)
+        if isinstance(reason, urllib3.exceptions.ReadTimeoutError):  # after urllib3's retries
+            return f"no response within the timeout ({name}: {type(reason).__name__})"
         return f"connection failed ({name}: {type(reason).__name__})"
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
         return f"the connection broke while reading the body ({name})"
@@ -262,9 +370,28 @@ def request_failure(
 ) -> PbxApiError:
     """Turn a `requests` exception into a `PbxApiError` without the secret-bearing URL.
 
-    Raise the result `from None`: the original exception's text holds the full URL.
+    Raise the result `from None`: the original exception's text holds the full URL. Connection
+    failures, timeouts and bodies cut off are transient; a certificate that does not verify, a
+    malformed URL or a redirect loop are not.
     """
-    return PbxApiError(pbx, endpoint, describe_request_exception(exc))
+    return PbxApiError(
+        pbx, endpoint, describe_request_exception(exc), transient=is_transient_failure(exc)
+    )
+
+
+def is_transient_failure(exc: requests.exceptions.RequestException) -> bool:
+    """True when the same request may succeed later (network trouble, not a configuration)."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return not isinstance(_root_reason(exc), ssl.SSLCertVerificationError)
+    return isinstance(
+        exc,
+        (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ),
+    )
 
 
 def decode_json_body(pbx: str, endpoint: str, response: requests.Response) -> Any:
@@ -283,4 +410,5 @@ def decode_json_body(pbx: str, endpoint: str, response: requests.Response) -> An
             endpoint,
             f"response body is {looks} (Content-Type {content_type!r}, {len(content)} bytes)",
             http_status=response.status_code,
+            transient=False,
         ) from None

@@ -1,9 +1,11 @@
 """Yeastar P-Series OpenAPI v1.0 client: tokens, display format, `cdr/search` paging, recordings.
 
 This module owns what the Yeastar endpoints mean (research/yeastar-p-series.md): the token
-life cycle (cache, refresh before expiry, one re-authentication on 10004, never a get_token loop),
-errors carried as `errcode` in HTTP 200 bodies, window strings in the PBX's display format, paging
-against `total_number`, and the two-step recording download. The common settings, session
+life cycle (cache, refresh before expiry, one re-authentication on 10004, never a get_token loop:
+token POSTs are sent at most once and a refusal opens the auth breaker, `auth_breaker.py`),
+errors carried as `errcode` in HTTP 200 bodies (and which of them a retry can help), window
+strings in the PBX's display format, paging against `total_number`, and the two-step recording
+download (the token only on the API host). The common settings, session
 lifecycle and request plumbing are `PbxResource`'s (`resource.py`), transport (retries,
 redaction) is `transport.py`'s; records are returned exactly as sent (normalization is
 `cdr_assets.normalize`'s job).
@@ -19,10 +21,11 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from typing import Any, ClassVar, NoReturn, cast
-from urllib.parse import urlencode
+from typing import Any, ClassVar, Literal, NoReturn, cast
+from urllib.parse import urlencode, urljoin
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import orjson
@@ -30,7 +33,14 @@ import requests
 from pydantic import Field, field_validator
 
 from cdr_assets.errors import PbxApiError, PbxAuthError, RecordingLinkExpired, RecordingMissing
-from cdr_assets.vendors.base import CdrFetch, CdrPage, RecordingStream, WindowCounter
+from cdr_assets.vendors.auth_breaker import AuthAttempt
+from cdr_assets.vendors.base import (
+    CdrFetch,
+    CdrWindow,
+    FetchedPage,
+    PassTotals,
+    RecordingStream,
+)
 from cdr_assets.vendors.resource import PbxResource, PbxRuntime, is_count
 from cdr_assets.vendors.transport import redact_text
 
@@ -57,6 +67,10 @@ AUTH_ERRCODE_HINTS: dict[int, str] = {
 }
 #: Refresh errcodes after which a get_token is pointless (and would count towards an IP block).
 _NO_FALLBACK_ERRCODES = frozenset({70004, 70087, 60002})
+#: Errcodes of a server in trouble, which a later attempt may not get (INTERNAL SERVER ERROR,
+#: OVERLOAD_TASK_RUNNING); every other errcode is an answer that will not change on retry
+#: (40001/40002 parameter errors, 10001-10003 wrong interface or API version, ...).
+TRANSIENT_ERRCODES = frozenset({-2, 70082})
 
 #: How download paths are named in messages (the path itself is a capability).
 DOWNLOAD_ENDPOINT_LABEL = "/api/download/..."
@@ -68,6 +82,10 @@ DEFAULT_REFRESH_TTL_S = 86400
 _DATE_TOKENS = {"YYYY": "%Y", "MM": "%m", "DD": "%d"}
 _DATE_FORMAT_RE = re.compile(r"^(YYYY|MM|DD)([/-])(YYYY|MM|DD)\2(YYYY|MM|DD)$")
 _MERIDIEM_RE = re.compile(r"(?i)\s*(AM|PM|A)\s*$")
+_MERIDIEM_END = re.compile(r"(?i)\s+(AM|PM)$")
+#: Every display format a P-Series PBX offers (date order and separator, 12- or 24-hour clock).
+DISPLAY_DATE_FORMATS = ("MM/DD/YYYY", "DD/MM/YYYY", "YYYY/MM/DD", "MM-DD-YYYY", "DD-MM-YYYY",
+                        "YYYY-MM-DD")
 
 
 def date_pattern_for(display_date_format: str) -> str:
@@ -111,6 +129,28 @@ class YeastarDisplayFormat:
         time_part = "%I:%M:%S %p" if self.clock == 12 else "%H:%M:%S"
         return f"{date_pattern_for(self.date_format)} {time_part}"
 
+    def parse_wall_time(self, text: str) -> datetime | None:
+        """A wall-clock time shown in this format, naive; None when `text` is not in it."""
+        text = text.strip()
+        meridiem = _MERIDIEM_END.search(text) if self.clock == 12 else None
+        if self.clock == 12:
+            if meridiem is None:
+                return None
+            text = text[: meridiem.start()]
+        try:
+            wall = datetime.strptime(text, f"{date_pattern_for(self.date_format)} %H:%M:%S")
+        except ValueError:
+            return None
+        if meridiem is not None:
+            if not 1 <= wall.hour <= 12:
+                return None
+            wall = wall.replace(hour=wall.hour % 12 + (12 if meridiem[1].upper() == "PM" else 0))
+        return wall
+
+    def __str__(self) -> str:
+        time_part = "hh:mm:ss AM/PM" if self.clock == 12 else "HH:mm:ss"
+        return f"{self.date_format} {time_part}"
+
     def format_wall_time(self, wall: datetime) -> str:
         """Format a naive PBX-local wall-clock time (AM/PM independent of the process locale)."""
         day = wall.strftime(date_pattern_for(self.date_format))
@@ -121,9 +161,69 @@ class YeastarDisplayFormat:
         return f"{day} {wall.hour:02d}:{wall.minute:02d}:{wall.second:02d}"
 
 
+def check_system_clock(
+    system_time: str, timestamp: int, display: YeastarDisplayFormat, timezone: str, *,
+    tolerance_s: float = 120,
+) -> str | None:
+    """Why `system/information`'s `system_time`, read in `display` and `timezone`, is not the
+    instant of its `timestamp` (None when it is, within `tolerance_s`).
+
+    `cdr/search` reads its window strings the same way, so a wrong display format returns
+    nothing ("will not return any CDR records") and a wrong zone shifts the window; this says
+    which of the two is wrong, with the values seen.
+    """
+    zone = ZoneInfo(timezone)
+
+    def fits(fmt: YeastarDisplayFormat) -> bool:
+        wall = fmt.parse_wall_time(system_time)
+        return wall is not None and any(
+            abs(wall.replace(tzinfo=zone, fold=fold).timestamp() - timestamp) <= tolerance_s
+            for fold in (0, 1)
+        )
+
+    if fits(display):
+        return None
+    others = [
+        fmt
+        for fmt in (YeastarDisplayFormat(d, c) for d in DISPLAY_DATE_FORMATS for c in (24, 12))
+        if fmt != display and fits(fmt)
+    ]
+    instant = datetime.fromtimestamp(timestamp, UTC)
+    seen = f"system_time {system_time!r}, timestamp {timestamp} ({instant:%Y-%m-%d %H:%M:%S}Z)"
+    if others:
+        return (
+            f"the display format is wrong: {seen} read as {display} does not give that instant, "
+            f"read as {others[0]} it does; set date_format/clock to match the PBX "
+            "(System > Date and Time > Display Format) or leave them unset to use its report"
+        )
+    wall = display.parse_wall_time(system_time)
+    if wall is None:
+        return (
+            f"the display format is wrong: {seen} is not in the format {display}; set "
+            "date_format/clock to match the PBX (System > Date and Time > Display Format)"
+        )
+    pbx_offset = wall - instant.replace(tzinfo=None)
+    zone_offset = instant.astimezone(zone).utcoffset() or timedelta(0)
+    return (
+        f"the time zone is wrong: {seen} read as {display} in {timezone} (UTC"
+        f"{_offset_text(zone_offset)} then) is {_offset_text(pbx_offset - zone_offset)} off; "
+        f"the PBX clock runs at UTC{_offset_text(pbx_offset)}. Set timezone to the PBX's own "
+        "zone (System > Date and Time)"
+    )
+
+
+def _offset_text(offset: timedelta) -> str:
+    """`+07:00`, `-03:30`, `+00:00` (to the minute)."""
+    minutes = round(offset.total_seconds() / 60)
+    sign = "-" if minutes < 0 else "+"
+    hours, minutes = divmod(abs(minutes), 60)
+    return f"{sign}{hours:02d}:{minutes:02d}"
+
+
 @dataclass(frozen=True)
 class YeastarRecordingLink:
-    """A minted `download_resource_url` (a path on the PBX, valid 30 minutes)."""
+    """A minted `download_resource_url`, valid 30 minutes: a path on the PBX as documented, or
+    an absolute URL (then followed only to the PBX's host or a `recording_hosts` entry)."""
 
     path: str
     file_name: str | None
@@ -148,11 +248,10 @@ class _YeastarRuntime(PbxRuntime):
         super().__init__(session)
         self.token_lock = threading.Lock()
         self.tokens: _Tokens | None = None
-        self.auth_failure: PbxAuthError | None = None
         self.display_lock = threading.Lock()
         self.display: YeastarDisplayFormat | None = None
         self.mp3_slot = threading.Semaphore(1)
-        self.mp3_seen = False
+        self.download_format: str | None = None  # learned from this session's downloads
 
 
 class YeastarResource(PbxResource):
@@ -160,7 +259,8 @@ class YeastarResource(PbxResource):
 
     Holds one access token per resource instance (refreshed before expiry, rotated with the
     refresh token), so a run never loops on `get_token`: a refused `get_token` raises
-    `PbxAuthError` at once and is remembered (five failures block the client's IP).
+    `PbxAuthError` at once and opens the auth breaker (five failures block the client's IP), so
+    later runs and processes fail fast too until the credential changes or the cool-down ends.
 
     Example:
         ```python
@@ -214,6 +314,29 @@ class YeastarResource(PbxResource):
         description="Override of the PBX clock: 12 or 24; None detects it from "
         "system/information (a trailing AM/PM means 12).",
     )
+    window_overlap_minutes: int = Field(
+        default=60,
+        ge=1,
+        le=720,
+        description="cdr/search windows start this long before the local day and end this long "
+        "after it; rows are assigned to days by their instant, so an exclusive end_time or a "
+        "DST change at midnight cannot drop a call.",
+    )
+    verify_clock: bool = Field(
+        default=True,
+        description="Before the first CDR query, check that system/information's system_time, "
+        "read in the display format and timezone, is its timestamp (fails naming which is "
+        "wrong). Without it an empty day cannot be told from a wrong format.",
+    )
+    clock_tolerance_s: float = Field(
+        default=120, gt=0, description="Allowed difference in the clock check, seconds."
+    )
+    recording_format: Literal["auto", "wav", "mp3"] = Field(
+        default="auto",
+        description="The PBX's recording download format (PBX web > Recording settings): mp3 "
+        "downloads go one at a time (the PBX serves one at once), wav ones concurrently; auto "
+        "keeps them one at a time until the first download shows the format.",
+    )
     token_refresh_margin_s: int = Field(
         default=120,
         ge=0,
@@ -244,6 +367,13 @@ class YeastarResource(PbxResource):
 
     def _new_runtime(self, session: requests.Session) -> _YeastarRuntime:
         return _YeastarRuntime(session)
+
+    def _credential(self) -> tuple[str, ...]:
+        return (self.client_id, self.client_secret)
+
+    def _send_once_url_prefixes(self) -> tuple[str, ...]:
+        """The token POSTs: a repeated get_token can orphan tokens against the PBX's cap."""
+        return (self._url("get_token"), self._url("refresh_token"))
 
     def _runtime(self) -> _YeastarRuntime:
         return cast(_YeastarRuntime, super()._runtime())
@@ -331,29 +461,28 @@ class YeastarResource(PbxResource):
             return runtime.tokens.access_token
 
     def _renew_tokens_locked(self, runtime: _YeastarRuntime) -> _Tokens:
-        tokens = runtime.tokens
-        if tokens is not None and time.monotonic() < tokens.refresh_usable_until:
-            refreshed = self._refresh_tokens_locked(runtime, tokens.refresh_token)
-            if refreshed is not None:
-                return refreshed
-        return self._get_token_locked(runtime)
+        """Refresh or get new tokens under the auth breaker (fails fast while it is open)."""
+        with self._auth_breaker().attempt() as attempt:
+            tokens = runtime.tokens
+            if tokens is not None and time.monotonic() < tokens.refresh_usable_until:
+                refreshed = self._refresh_tokens_locked(attempt, tokens.refresh_token)
+                if refreshed is not None:
+                    return refreshed
+            return self._get_token_locked(attempt)
 
-    def _refresh_tokens_locked(
-        self, runtime: _YeastarRuntime, refresh_token: str
-    ) -> _Tokens | None:
+    def _refresh_tokens_locked(self, attempt: AuthAttempt, refresh_token: str) -> _Tokens | None:
         """New tokens from `refresh_token`, or None when the PBX refused it (then get_token)."""
         endpoint = self._endpoint("refresh_token")
         sent_at = time.monotonic()
         payload = self._post_token_endpoint("refresh_token", {"refresh_token": refresh_token})
         errcode = self._errcode(endpoint, payload)
         if errcode == 0:
+            attempt.accepted()
             return self._tokens_from(endpoint, payload, sent_at)
         if errcode in _NO_FALLBACK_ERRCODES:
-            error = PbxAuthError(
-                self.pbx_name, endpoint, AUTH_ERRCODE_HINTS[errcode], errcode=errcode
+            raise attempt.refused(
+                PbxAuthError(self.pbx_name, endpoint, AUTH_ERRCODE_HINTS[errcode], errcode=errcode)
             )
-            runtime.auth_failure = error
-            raise error
         logger.info(
             "PBX %r: refresh_token refused (errcode %s); requesting a new token",
             self.pbx_name,
@@ -361,9 +490,7 @@ class YeastarResource(PbxResource):
         )
         return None
 
-    def _get_token_locked(self, runtime: _YeastarRuntime) -> _Tokens:
-        if runtime.auth_failure is not None:
-            raise runtime.auth_failure
+    def _get_token_locked(self, attempt: AuthAttempt) -> _Tokens:
         endpoint = self._endpoint("get_token")
         sent_at = time.monotonic()
         payload = self._post_token_endpoint(
@@ -376,14 +503,15 @@ class YeastarResource(PbxResource):
                 "check client_id/client_secret; not retried automatically, because five "
                 "failed attempts block this IP on the PBX",
             )
-            error = PbxAuthError(
-                self.pbx_name,
-                endpoint,
-                f"get_token refused ({self._errmsg(payload)}): {hint}",
-                errcode=errcode,
+            raise attempt.refused(
+                PbxAuthError(
+                    self.pbx_name,
+                    endpoint,
+                    f"get_token refused ({self._errmsg(payload)}): {hint}",
+                    errcode=errcode,
+                )
             )
-            runtime.auth_failure = error
-            raise error
+        attempt.accepted()
         logger.debug("PBX %r: obtained a new access token", self.pbx_name)
         return self._tokens_from(endpoint, payload, sent_at)
 
@@ -394,12 +522,24 @@ class YeastarResource(PbxResource):
             if tokens is not None and tokens.access_token == rejected:
                 tokens.renew_access_at = 0.0
 
+    def _auth_refused(self, endpoint: str, errcode: int, errmsg: str) -> PbxAuthError:
+        """An auth errcode on an ordinary call (IP blocked, IP forbidden, token cap, access
+        denied): drop the tokens and open the breaker; returns the error to raise."""
+        runtime = self._runtime()
+        with runtime.token_lock:
+            runtime.tokens = None
+        hint = AUTH_ERRCODE_HINTS[errcode]
+        error = PbxAuthError(self.pbx_name, endpoint, f"{errmsg}: {hint}", errcode=errcode)
+        return self._auth_breaker().trip(error)
+
     # ----------------------------------------------------------------- API calls
 
     def _call(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """GET an API endpoint; returns the payload of errcode 0 or raises `PbxApiError`.
 
-        A 10004 (TOKEN EXPIRED) answer re-authenticates once and repeats the call once.
+        A 10004 (TOKEN EXPIRED) answer re-authenticates once and repeats the call once; a second
+        one is not transient, nor is any errcode but a server fault (`TRANSIENT_ERRCODES`). An
+        auth errcode (`AUTH_ERRCODE_HINTS`) raises `PbxAuthError` and opens the auth breaker.
         """
         endpoint = self._endpoint(name)
         for attempt in (1, 2):
@@ -416,9 +556,17 @@ class YeastarResource(PbxResource):
                 self._invalidate_access_token(token)
                 continue
             message = self._errmsg(payload)
+            if errcode in AUTH_ERRCODE_HINTS:
+                raise self._auth_refused(endpoint, errcode, message)
             if errcode == ERRCODE_TOKEN_EXPIRED:
                 message = f"{message}: token refused again right after re-authentication"
-            raise PbxApiError(self.pbx_name, endpoint, message, errcode=errcode)
+            raise PbxApiError(
+                self.pbx_name,
+                endpoint,
+                message,
+                errcode=errcode,
+                transient=errcode in TRANSIENT_ERRCODES,
+            )
         raise AssertionError("unreachable")
 
     def system_information(self) -> dict[str, Any]:
@@ -430,18 +578,42 @@ class YeastarResource(PbxResource):
         return data
 
     def display_format(self) -> YeastarDisplayFormat:
-        """The PBX's display format: the config overrides, else read once from the PBX."""
+        """The PBX's display format (the config overrides, else its report), checked once per
+        client session against the PBX's own clock unless `verify_clock` is off."""
         runtime = self._runtime()
         with runtime.display_lock:
             if runtime.display is None:
-                runtime.display = self._detect_display_format()
+                runtime.display = self._verified_display_format()
             return runtime.display
 
-    def _detect_display_format(self) -> YeastarDisplayFormat:
-        if self.date_format is not None and self.clock is not None:
+    def _verified_display_format(self) -> YeastarDisplayFormat:
+        if not self.verify_clock and self.date_format is not None and self.clock is not None:
             return YeastarDisplayFormat(self.date_format, self.clock)
         endpoint = self._endpoint("system/information")
         info = self.system_information()
+        display = self._display_format_from(info)
+        logger.info("PBX %r: display format %s", self.pbx_name, display)
+        if not self.verify_clock:
+            return display
+        system_time, timestamp = info.get("system_time"), info.get("timestamp")
+        if not isinstance(system_time, str) or not is_count(timestamp):
+            raise PbxApiError(
+                self.pbx_name,
+                endpoint,
+                "'data.system_time' (text) and 'data.timestamp' (epoch seconds) are needed to "
+                "check the display format and timezone; set verify_clock: false to skip the "
+                "check (an empty day is then not trusted)",
+            )
+        problem = check_system_clock(
+            system_time, timestamp, display, self.timezone, tolerance_s=self.clock_tolerance_s
+        )
+        if problem is not None:
+            raise PbxApiError(self.pbx_name, endpoint, problem)
+        return display
+
+    def _display_format_from(self, info: dict[str, Any]) -> YeastarDisplayFormat:
+        """The configured overrides, else what `system/information` reports."""
+        endpoint = self._endpoint("system/information")
         date_format = self.date_format
         if date_format is None:
             reported = info.get("system_date_format")
@@ -463,9 +635,7 @@ class YeastarResource(PbxResource):
             clock = clock_from_system_information(
                 info.get("system_time_format"), info.get("system_time")
             )
-        display = YeastarDisplayFormat(date_format, clock)
-        logger.info("PBX %r: display format %r (%s-hour clock)", self.pbx_name, date_format, clock)
-        return display
+        return YeastarDisplayFormat(date_format, clock)
 
     # ----------------------------------------------------------------- CDRs
 
@@ -480,33 +650,46 @@ class YeastarResource(PbxResource):
     ) -> CdrFetch:
         """CDRs of the PBX-local days `first_day..last_day` via `cdr/search`, page by page.
 
-        One window, `first_day 00:00:00` to `last_day 23:59:59` in the PBX's display format (both
-        ends inclusive, as in the vendor's example); the display format is read from the PBX on
-        the first call unless configured. Optional filters are passed through as given:
-        `call_from`/`call_to` (numbers), `status` (ANSWERED, NO ANSWER, BUSY, FAILED or
+        One window from `window_overlap_minutes` before `first_day` 00:00:00 to as long after
+        `last_day` 23:59:59, in the PBX's display format (read from the PBX, and checked
+        against its clock, on the first call unless configured); rows of the margins belong to
+        other days and are assigned by their instant. Optional filters are passed through as
+        given: `call_from`/`call_to` (numbers), `status` (ANSWERED, NO ANSWER, BUSY, FAILED or
         VOICEMAIL).
         """
         if first_day > last_day:
             raise ValueError(f"first_day {first_day} is after last_day {last_day}")
         display = self.display_format()
-        start = display.format_wall_time(datetime.combine(first_day, dtime(0, 0, 0)))
-        end = display.format_wall_time(datetime.combine(last_day, dtime(23, 59, 59)))
+        overlap = timedelta(minutes=self.window_overlap_minutes)
+        start_wall = datetime.combine(first_day, dtime(0, 0, 0)) - overlap
+        end_wall = datetime.combine(last_day, dtime(23, 59, 59)) + overlap
+        start, end = display.format_wall_time(start_wall), display.format_wall_time(end_wall)
         params: dict[str, Any] = {"start_time": start, "end_time": end}
         for key, value in (("call_from", call_from), ("call_to", call_to), ("status", status)):
             if value is not None:
                 params[key] = value
-        label = f"{start} .. {end}"
-        pages = functools.partial(self._iter_search_pages, params)
-        pager = self._counted_window(
-            label, pages, endpoint=self._endpoint("cdr/search"), total_name="total_number"
+        zone = ZoneInfo(self.timezone)
+        folds = [(wall.replace(tzinfo=zone, fold=0), wall.replace(tzinfo=zone, fold=1))
+                 for wall in (start_wall, end_wall)]
+        window = CdrWindow(
+            f"{start} .. {end}",
+            functools.partial(self._iter_search_pages, params),
+            start=min(folds[0], key=lambda t: t.timestamp()),
+            end=max(folds[1], key=lambda t: t.timestamp()) + timedelta(seconds=1),
         )
         return CdrFetch(
-            pbx=self.pbx_name, endpoint=self._endpoint("cdr/search"), windows=[(label, pager)]
+            pbx=self.pbx_name,
+            endpoint=self._endpoint("cdr/search"),
+            windows=[window],
+            query_verified=self.verify_clock,
         )
 
     def _iter_search_pages(
-        self, params: dict[str, Any], counter: WindowCounter
-    ) -> Iterator[CdrPage]:
+        self, params: dict[str, Any], totals: PassTotals
+    ) -> Iterator[FetchedPage]:
+        """One pass over a window: pages 1.. until `total_number` (as it stands on each page;
+        it changes if CDRs land while the day is paged) is covered, or a page comes back
+        empty. The PBX's page order (oldest or newest first) does not matter."""
         endpoint = self._endpoint("cdr/search")
         page = 1
         while True:
@@ -528,12 +711,10 @@ class YeastarResource(PbxResource):
                     endpoint,
                     f"page {page}: 'data' is not a list (got {type(data).__name__})",
                 )
-            counter.api_total = total
-            if not data:
-                return
-            counter.fetched += len(data)
-            yield data
-            if counter.fetched >= total:
+            totals.see(total, len(data))
+            if data:
+                yield FetchedPage(page, data)
+            if not data or page * self.page_size >= total:
                 return
             page += 1
 
@@ -576,12 +757,11 @@ class YeastarResource(PbxResource):
         body = payload.get("data") if isinstance(payload.get("data"), dict) else payload
         link = body.get("download_resource_url")
         file_name = body.get("file")
-        if not isinstance(link, str) or not link.startswith("/") or link.startswith("//"):
+        if not isinstance(link, str) or not link.strip():
             raise PbxApiError(
-                self.pbx_name,
-                endpoint,
-                f"{what}: 'download_resource_url' is missing or not a path on the PBX",
+                self.pbx_name, endpoint, f"{what}: 'download_resource_url' is missing"
             )
+        self._check_link(self._download_url(link), endpoint=endpoint, what=what)
         return YeastarRecordingLink(
             path=link,
             file_name=file_name if isinstance(file_name, str) else None,
@@ -604,26 +784,38 @@ class YeastarResource(PbxResource):
     def open_recording_link(self, link: YeastarRecordingLink) -> RecordingStream:
         """Open the streamed download of a link from `recording_link` (adds the access token).
 
-        Raises `RecordingLinkExpired` (403/410, or JSON with an errcode instead of audio; a
-        10004 re-authenticates first), `RecordingMissing` (404), `PbxApiError` otherwise.
+        The access token is appended only when the link is on the API host. Raises
+        `RecordingLinkRefused` for a link (or redirect) that leads elsewhere than the PBX's host
+        or `recording_hosts`, `RecordingLinkExpired` (403/410, or JSON with an errcode instead
+        of audio; a 10004 re-authenticates first), `RecordingMissing` (404), `PbxApiError`
+        otherwise.
         """
         endpoint = DOWNLOAD_ENDPOINT_LABEL
-        token = self._access_token()
-        url = f"{self.base_url}{link.path}{'&' if '?' in link.path else '?'}"
-        url += urlencode({"access_token": token})
-        stream = self._open_download(
+        url = self._download_url(link.path)
+        token = None
+        if self._link_policy().is_api_host(url):  # the token goes to the API host only
+            token = self._access_token()
+            url += f"{'&' if '?' in url else '?'}{urlencode({'access_token': token})}"
+        return self._open_download(
             url,
             endpoint=endpoint,
             what=link.label,
-            file_name=link.file_name or link.label,
             on_non_audio=functools.partial(self._raise_for_non_audio, endpoint, link.label, token),
+            on_format=self._learn_download_format,
         )
-        if stream.extension == "mp3":
-            self._runtime().mp3_seen = True
-        return stream
+
+    def _learn_download_format(self, fmt: str) -> None:
+        """Remember the download format the PBX serves; an MP3 keeps downloads one at a time."""
+        runtime = self._runtime()
+        if runtime.download_format != "mp3":
+            runtime.download_format = fmt
+
+    def _download_url(self, download_resource_url: str) -> str:
+        """The absolute URL of a `download_resource_url` (documented as a path on the PBX)."""
+        return urljoin(self.base_url + "/", download_resource_url.strip())
 
     def _raise_for_non_audio(
-        self, endpoint: str, ref: str, token: str, response: requests.Response
+        self, endpoint: str, ref: str, token: str | None, response: requests.Response
     ) -> NoReturn:
         with contextlib.closing(response):
             head = next(response.iter_content(65536), b"")
@@ -645,7 +837,9 @@ class YeastarResource(PbxResource):
             raise RecordingMissing(
                 self.pbx_name, endpoint, f"{ref}: DATA NOT FOUND", errcode=errcode
             )
-        if errcode == ERRCODE_TOKEN_EXPIRED:
+        if errcode in AUTH_ERRCODE_HINTS:
+            raise self._auth_refused(endpoint, errcode, self._errmsg(payload))
+        if errcode == ERRCODE_TOKEN_EXPIRED and token is not None:
             self._invalidate_access_token(token)
             self._access_token()  # re-authenticate now: an auth failure surfaces as such
         raise RecordingLinkExpired(
@@ -656,19 +850,36 @@ class YeastarResource(PbxResource):
             errcode=errcode,
         )
 
+    def download_format(self) -> str | None:
+        """The PBX's download format: configured, else learned from this session's downloads
+        (None until the first one shows it)."""
+        if self.recording_format != "auto":
+            return self.recording_format
+        return self._runtime().download_format
+
     def download_slot(self, recording_ref: str) -> AbstractContextManager[None]:
-        """One MP3 download at a time (the PBX supports a single concurrent MP3 download);
-        no limit for WAV. Once an MP3 was served, every download takes the slot."""
-        runtime = self._runtime()
-        if recording_ref.lower().endswith(".mp3") or runtime.mp3_seen:
-            return _hold(runtime.mp3_slot)
-        return contextlib.nullcontext()
+        """One download at a time unless the downloads are known to be WAV: the PBX serves a
+        single concurrent MP3 download, and a record_file named `.wav` says nothing about the
+        download format (set under the PBX's recording settings), so with `recording_format:
+        auto` downloads stay serial until the first one shows its format."""
+        if self.download_format() == "wav":
+            return contextlib.nullcontext()
+        return self._serial_unless_wav()
 
-
-@contextlib.contextmanager
-def _hold(semaphore: threading.Semaphore) -> Iterator[None]:
-    with semaphore:
-        yield
+    @contextlib.contextmanager
+    def _serial_unless_wav(self) -> Iterator[None]:
+        """Hold the single download slot; let go at once if, by the time it is ours, the
+        format has turned out to be WAV (so the waiting downloads all start)."""
+        slot = self._runtime().mp3_slot
+        slot.acquire()
+        if self.download_format() == "wav":
+            slot.release()
+            yield
+            return
+        try:
+            yield
+        finally:
+            slot.release()
 
 
 def _positive_int(value: Any, default: int) -> int:

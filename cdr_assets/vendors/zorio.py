@@ -2,10 +2,11 @@
 
 This module owns what the Zorio endpoints mean (seeds/zorio-pbx-cdr.txt): date windows capped at
 `max_window_days` and widened because the page does not say in which zone `from`/`to` are read,
-Laravel-style paging (`current_page`/`last_page`/`total`), 422/401 handling, and the signed
-recording URL from the CDR detail. The common settings, session lifecycle and request plumbing
-are `PbxResource`'s (`resource.py`), transport (retries, redaction) is `transport.py`'s; records
-are returned exactly as sent.
+Laravel-style paging (`current_page`/`last_page`/`total`), 422/401 handling (a 401 is sent once
+more on a fresh connection; a second one opens the auth breaker), and the signed recording URL
+from the CDR detail, followed only where `links.py` allows. The common settings, session
+lifecycle and request plumbing are `PbxResource`'s (`resource.py`), transport (retries,
+redaction) is `transport.py`'s; records are returned exactly as sent.
 """
 
 from __future__ import annotations
@@ -15,30 +16,40 @@ import functools
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from urllib.parse import quote, urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
+import dagster as dg
 import orjson
 import requests
 from pydantic import Field, field_validator
 
-from cdr_assets.errors import PbxApiError, PbxAuthError, RecordingMissing
+from cdr_assets.errors import PbxApiError, PbxAuthError, RecordingMissing, is_transient_status
+from cdr_assets.vendors.auth_breaker import AuthAttempt
 from cdr_assets.vendors.base import (
     CdrFetch,
     CdrPage,
+    CdrWindow,
+    FetchedPage,
     JsonRecords,
+    PassTotals,
     RecordingStream,
-    WindowCounter,
     split_record_array,
 )
-from cdr_assets.vendors.resource import PbxResource, check_iana_zone, is_count
-from cdr_assets.vendors.transport import decode_json_body, redact_text, url_path
+from cdr_assets.vendors.resource import PbxResource, PbxRuntime, check_iana_zone, is_count
+from cdr_assets.vendors.transport import (
+    REDIRECT_STATUSES,
+    decode_json_body,
+    redact_text,
+    url_path,
+)
+
+logger = dg.get_dagster_logger(__name__)
 
 CDR_LIST_PATH = "/api/pbx/cdr"
 #: `direction` values the list endpoint accepts.
 ZORIO_DIRECTIONS = ("inbound", "outbound", "internal", "local")
-_REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 
 
 def zorio_date_span(
@@ -56,7 +67,8 @@ def zorio_date_span(
         return first_day - timedelta(days=1), last_day + timedelta(days=1)
     local, server = ZoneInfo(timezone), ZoneInfo(query_timezone)
     start = datetime.combine(first_day, dtime(0, 0), tzinfo=local)
-    last_instant = datetime.combine(last_day, dtime(23, 59, 59, 999999), tzinfo=local)
+    # fold=1: on a day that falls back at its end, 23:59:59 happens twice; the later one counts.
+    last_instant = datetime.combine(last_day, dtime(23, 59, 59, 999999, fold=1), tzinfo=local)
     return start.astimezone(server).date(), last_instant.astimezone(server).date()
 
 
@@ -93,6 +105,16 @@ def validate_cdr_filters(
             raise ValueError("phone must be a string of 1 to 50 characters")
         params["phone"] = phone
     return params
+
+
+class _ZorioRuntime(PbxRuntime):
+    """Per-resource-instance state: the session, whether the PBX has taken the token, and
+    whether slow pages were reported."""
+
+    def __init__(self, session: requests.Session) -> None:
+        super().__init__(session)
+        self.token_accepted = False
+        self.slow_pages_noted = False
 
 
 class ZorioResource(PbxResource):
@@ -157,6 +179,17 @@ class ZorioResource(PbxResource):
     def _check_query_timezone(cls, value: str | None) -> str | None:
         return None if value is None else check_iana_zone(value)
 
+    # ----------------------------------------------------------------- lifecycle
+
+    def _new_runtime(self, session: requests.Session) -> _ZorioRuntime:
+        return _ZorioRuntime(session)
+
+    def _runtime(self) -> _ZorioRuntime:
+        return cast(_ZorioRuntime, super()._runtime())
+
+    def _credential(self) -> tuple[str, ...]:
+        return (self.api_token,)
+
     # ----------------------------------------------------------------- plumbing
 
     def _api_get(
@@ -165,29 +198,25 @@ class ZorioResource(PbxResource):
         params: dict[str, Any] | None = None,
         *,
         endpoint: str | None = None,
-        allow_redirects: bool = True,
+        expect_redirect: bool = False,
     ) -> requests.Response:
         """GET an API path with the Bearer token; raises on 401/422/other errors, returns the
-        response (200, or a redirect when `allow_redirects` is False)."""
+        response (200, or a redirect, not followed, when `expect_redirect`).
+
+        Until the PBX has taken the token once, the request is an auth attempt under the auth
+        breaker (fails fast while a refusal of this token cools down)."""
         endpoint = endpoint or path
-        response = self._send(
-            "GET",
-            self._api_url(path, params),
-            endpoint=endpoint,
-            headers={"Authorization": f"Bearer {self.api_token}", "Accept": "application/json"},
-            allow_redirects=allow_redirects,
-        )
+        url = self._api_url(path, params)
+        runtime = self._runtime()
+        if runtime.token_accepted:
+            response = self._authorized_get(url, endpoint, None)
+        else:
+            with self._auth_breaker().attempt() as attempt:
+                response = self._authorized_get(url, endpoint, attempt)
         status = response.status_code
-        if status == 200 or (not allow_redirects and status in _REDIRECT_STATUSES):
+        if status == 200 or (expect_redirect and status in REDIRECT_STATUSES):
             return response
         with contextlib.closing(response):
-            if status == 401:
-                raise PbxAuthError(
-                    self.pbx_name,
-                    endpoint,
-                    "api_token refused (Unauthenticated)",
-                    http_status=status,
-                )
             if status == 422:
                 raise PbxApiError(
                     self.pbx_name,
@@ -196,6 +225,41 @@ class ZorioResource(PbxResource):
                     http_status=status,
                 )
             raise PbxApiError(self.pbx_name, endpoint, "unexpected HTTP status", http_status=status)
+
+    def _authorized_get(
+        self, url: str, endpoint: str, attempt: AuthAttempt | None
+    ) -> requests.Response:
+        """The GET with the Bearer token. A 401 is sent once more on a fresh connection (a
+        stale pooled connection or a proxy can answer one 401); a second 401 is a refusal and
+        opens the auth breaker. Any other answer but a server fault means the token was taken."""
+        headers = {"Authorization": f"Bearer {self.api_token}", "Accept": "application/json"}
+        response = self._send("GET", url, endpoint=endpoint, headers=headers)
+        if response.status_code == 401:
+            response.close()
+            logger.warning(
+                "PBX %r: %s answered 401; sending it once more on a fresh connection",
+                self.pbx_name,
+                endpoint,
+            )
+            response = self._send(
+                "GET", url, endpoint=endpoint, headers=headers, fresh_connection=True
+            )
+        if response.status_code == 401:
+            response.close()
+            error = PbxAuthError(
+                self.pbx_name,
+                endpoint,
+                "api_token refused (Unauthenticated) twice, the second time on a fresh "
+                "connection: check api_token (a token revoked or regenerated in the Zorio portal "
+                "must be replaced)",
+                http_status=401,
+            )
+            raise attempt.refused(error) if attempt else self._auth_breaker().trip(error)
+        if not is_transient_status(response.status_code):
+            if attempt is not None:
+                attempt.accepted()
+            self._runtime().token_accepted = True
+        return response
 
     def _validation_message(self, response: requests.Response) -> str:
         try:
@@ -251,41 +315,69 @@ class ZorioResource(PbxResource):
         for window_from, window_to in self.query_windows(first_day, last_day):
             params = {"from": window_from.isoformat(), "to": window_to.isoformat(), **filters}
             label = f"from={window_from.isoformat()} to={window_to.isoformat()}"
+            start, end = self._window_instants(window_from, window_to)
             pages = functools.partial(self._iter_list_pages, params)
-            pager = self._counted_window(label, pages, endpoint=CDR_LIST_PATH, total_name="total")
-            windows.append((label, pager))
+            windows.append(CdrWindow(label, pages, start=start, end=end))
         return CdrFetch(pbx=self.pbx_name, endpoint=CDR_LIST_PATH, windows=windows)
 
-    def _iter_list_pages(
-        self, params: dict[str, Any], counter: WindowCounter
-    ) -> Iterator[CdrPage | JsonRecords]:
+    def _window_instants(
+        self, window_from: date, window_to: date
+    ) -> tuple[datetime | None, datetime | None]:
+        """The instants a window covers, when the zone the server reads dates in is known."""
+        if self.query_timezone is None:
+            return None, None
+        server = ZoneInfo(self.query_timezone)
+        start = datetime.combine(window_from, dtime(0, 0), tzinfo=server)
+        end = datetime.combine(window_to + timedelta(days=1), dtime(0, 0), tzinfo=server)
+        return start, end
+
+    def _iter_list_pages(self, params: dict[str, Any], totals: PassTotals) -> Iterator[FetchedPage]:
+        """One pass over a window: pages 1.. until the envelope's `last_page` (which follows the
+        total as it changes while the day is paged)."""
         page = 1
         while True:
             payload, records = self._get_list_page(
-                {**params, "page": page, "per_page": self.per_page}
+                {**params, "page": page, "per_page": self.per_page}, page
             )
             envelope = self._check_list_envelope(payload, page)
             data: CdrPage | JsonRecords = payload["data"] if records is None else records
             if isinstance(data, JsonRecords) and len(data) != _page_size(envelope):
                 # Not the count the envelope announces: count exactly by parsing the page.
                 data = self._parse_records(data)
-            counter.api_total = envelope["total"]
+            totals.see(envelope["total"], len(data))
             if data:
-                counter.fetched += len(data)
-                yield data
-            if envelope["current_page"] >= envelope["last_page"]:
+                yield FetchedPage(page, data)
+            if envelope["current_page"] >= envelope["last_page"] or (not data and page > 1):
                 return
             page += 1
 
-    def _get_list_page(self, params: dict[str, Any]) -> tuple[dict[str, Any], JsonRecords | None]:
+    def _get_list_page(
+        self, params: dict[str, Any], page: int
+    ) -> tuple[dict[str, Any], JsonRecords | None]:
         """One list page: its envelope, and its records unparsed when the body allows
         (`split_record_array`); otherwise the whole body parsed, records in `data`."""
         response = self._api_get(CDR_LIST_PATH, params)
         with contextlib.closing(response):
             split = split_record_array(response.content)
-        if split is not None:
+        if isinstance(split, tuple):
             return split
+        if isinstance(split, str):
+            self._note_slow_pages(page, split)
         return self._json_object(CDR_LIST_PATH, response), None
+
+    def _note_slow_pages(self, page: int, reason: str) -> None:
+        """Say once per client session that pages take the slower dict path, and why."""
+        runtime = self._runtime()
+        if not runtime.slow_pages_noted:
+            runtime.slow_pages_noted = True
+            logger.info(
+                "PBX %r: %s page %d could not be cut without parsing (%s); such pages are parsed "
+                "whole, which is correct but slower",
+                self.pbx_name,
+                CDR_LIST_PATH,
+                page,
+                reason,
+            )
 
     def _parse_records(self, records: JsonRecords) -> CdrPage:
         try:
@@ -340,11 +432,13 @@ class ZorioResource(PbxResource):
 
     def recording_redirect_url(self, uuid: str) -> str:
         """The signed recording URL from `GET /api/pbx/cdr/{uuid}/recording` (a 302; not
-        followed). A secret-bearing link: do not log or store it."""
+        followed). A secret-bearing link: do not log or store it. Raises
+        `RecordingLinkRefused` when it leads elsewhere than the PBX's host or
+        `recording_hosts`, or from https to http."""
         endpoint = f"{CDR_LIST_PATH}/{{uuid}}/recording"
         try:
             response = self._api_get(
-                self._cdr_path(uuid, "/recording"), endpoint=endpoint, allow_redirects=False
+                self._cdr_path(uuid, "/recording"), endpoint=endpoint, expect_redirect=True
             )
         except PbxApiError as exc:
             if exc.http_status == 404:
@@ -354,20 +448,24 @@ class ZorioResource(PbxResource):
             raise
         with contextlib.closing(response):
             location = response.headers.get("Location")
-            if response.status_code not in _REDIRECT_STATUSES or not location:
+            if response.status_code not in REDIRECT_STATUSES or not location:
                 raise PbxApiError(
                     self.pbx_name,
                     endpoint,
                     "expected a redirect with a Location header",
                     http_status=response.status_code,
                 )
-        return urljoin(self.base_url + "/", location)
+        url = urljoin(self.base_url + "/", location)
+        self._check_link(url, endpoint=endpoint, what=f"CDR {uuid!r}")
+        return url
 
     def open_recording(self, recording_ref: str) -> RecordingStream:
         """Mint a signed link now (`GET /api/pbx/cdr/{uuid}`) and open the streamed download.
 
-        `recording_ref` is the CDR `uuid`. `expected_bytes` is `recording.file_size`. Raises
-        `RecordingMissing` (no recording object, `recording_available` false, 404),
+        `recording_ref` is the CDR `uuid`. `expected_bytes` is `recording.file_size`. A detail
+        that says `recording_available: true` but carries no `recording` object (servers do)
+        gets its link from `GET /api/pbx/cdr/{uuid}/recording` (the 302) instead. Raises
+        `RecordingMissing` (`recording_available` false, no recording on either endpoint, 404),
         `RecordingLinkExpired` (403/410 from the signed URL: mint again), `PbxApiError`
         otherwise.
         """
@@ -381,10 +479,13 @@ class ZorioResource(PbxResource):
                 ) from None
             raise
         recording = cdr.get("recording")
-        if cdr.get("recording_available") is False or not recording:
+        if cdr.get("recording_available") is False:
             raise RecordingMissing(
                 self.pbx_name, endpoint, f"CDR {recording_ref!r} has no recording"
             )
+        if not recording:
+            url = self.recording_redirect_url(recording_ref)
+            return self.open_recording_url(url, recording_ref=recording_ref)
         if not isinstance(recording, dict):
             raise PbxApiError(self.pbx_name, endpoint, "'data.recording' is not an object")
         url = recording.get("url")
@@ -404,14 +505,15 @@ class ZorioResource(PbxResource):
     ) -> RecordingStream:
         """Open the streamed download of a signed recording URL (from `get_cdr` or
         `recording_redirect_url`). Sends no Authorization header: the signature authorizes and
-        the host may be foreign. Raises `RecordingLinkExpired` (403/410), `RecordingMissing`
-        (404), `PbxApiError` otherwise."""
+        the host may be foreign. The URL and each redirect must stay on the PBX's host or a
+        `recording_hosts` entry, never going from https to http. Raises `RecordingLinkRefused`
+        otherwise (before requesting anything from it), `RecordingLinkExpired` (403/410),
+        `RecordingMissing` (404), `PbxApiError` otherwise."""
         what = f"CDR {recording_ref!r}" if recording_ref else "signed URL"
         return self._open_download(
             url,
             endpoint=url_path(url),
             what=what,
-            file_name=url_path(url),
             expected_bytes=expected_bytes,
         )
 

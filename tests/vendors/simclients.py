@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from cdr_assets.vendors import YeastarResource, ZorioResource
 
@@ -47,6 +48,20 @@ def zorio_client(sim: Any, **overrides: Any) -> ZorioResource:
 def collect(fetch: Any) -> list[dict]:
     """Every record of a CdrFetch, pages concatenated."""
     return [record for page in fetch.pages() for record in page]
+
+
+def record_start(record: dict) -> datetime:
+    """A raw record's start instant (Yeastar `timestamp`, Zorio `start_time`)."""
+    if "timestamp" in record:
+        return datetime.fromtimestamp(int(record["timestamp"]), UTC)
+    return datetime.fromisoformat(record["start_time"])
+
+
+def of_days(records: list[dict], timezone: str, *days: date) -> list[dict]:
+    """The records whose start falls on one of `days` in `timezone` (a window's margins hold
+    calls of the neighbouring days; the ingest assigns rows by instant the same way)."""
+    zone = ZoneInfo(timezone)
+    return [r for r in records if record_start(r).astimezone(zone).date() in days]
 
 
 def settled_count(sim: Any, endpoint: str, settle_s: float = 0.05, timeout_s: float = 3.0) -> int:

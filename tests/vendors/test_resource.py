@@ -17,20 +17,20 @@ import pydantic
 import pytest
 from pydantic import Field
 
-from cdr_assets.errors import PbxApiError, RecordingMissing
+from cdr_assets.errors import PbxApiError, RecordingMissing, RetryAfterTooLong
 from cdr_assets.vendors import (
     VENDOR_RESOURCES,
     CdrFetch,
-    CdrPage,
     PbxClient,
     PbxResource,
     RecordingStream,
     YeastarResource,
     ZorioResource,
 )
-from cdr_assets.vendors.base import WindowCounter
+from cdr_assets.vendors.base import CdrWindow, FetchedPage, PassTotals
 from cdr_assets.vendors.resource import PbxRuntime
-from tests.vendors.simclients import DAY, FAST_RETRIES
+from tests.vendors.loopback import raw_server
+from tests.vendors.simclients import DAY, FAST_RETRIES, settled_count
 
 REQUIRED = object()
 #: The settings every vendor resource inherits, with their defaults.
@@ -45,6 +45,10 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "max_retries": 5,
     "backoff_factor": 0.5,
     "download_concurrency": 4,
+    "retry_after_max_s": 60,
+    "recording_hosts": [],
+    "auth_state_dir": None,
+    "auth_cooldown_minutes": 60,
 }
 
 
@@ -70,18 +74,16 @@ class ThirdVendorResource(PbxResource):
 
     def fetch_cdrs(self, first_day: date, last_day: date) -> CdrFetch:
         params = {"from": first_day.isoformat(), "to": last_day.isoformat()}
-        label = f"{first_day}..{last_day}"
         pages = functools.partial(self._iter_pages, params)
-        pager = self._counted_window(label, pages, endpoint="/api/pbx/cdr", total_name="total")
-        return CdrFetch(pbx=self.pbx_name, endpoint="/api/pbx/cdr", windows=[(label, pager)])
+        window = CdrWindow(f"{first_day}..{last_day}", pages)
+        return CdrFetch(pbx=self.pbx_name, endpoint="/api/pbx/cdr", windows=[window])
 
-    def _iter_pages(self, params: dict[str, Any], counter: WindowCounter) -> Iterator[CdrPage]:
+    def _iter_pages(self, params: dict[str, Any], totals: PassTotals) -> Iterator[FetchedPage]:
         page = 1
         while True:
             payload = self._get_json("/api/pbx/cdr", {**params, "page": page, "per_page": 50})
-            counter.api_total = payload["total"]
-            counter.fetched += len(payload["data"])
-            yield payload["data"]
+            totals.see(payload["total"], len(payload["data"]))
+            yield FetchedPage(page, payload["data"])
             if page >= payload["last_page"]:
                 return
             page += 1
@@ -89,7 +91,7 @@ class ThirdVendorResource(PbxResource):
     def open_recording(self, recording_ref: str) -> RecordingStream:
         cdr = self._get_json(f"/api/pbx/cdr/{recording_ref}")["data"]
         url = cdr["recording"]["url"]
-        return self._open_download(url, endpoint="/recording", what=recording_ref, file_name=url)
+        return self._open_download(url, endpoint="/recording", what=recording_ref)
 
     def _before_close(self, runtime: PbxRuntime) -> None:
         self.closed_runtimes.append(runtime)
@@ -182,6 +184,60 @@ def test_connection_failure_names_the_endpoint_not_the_url(simulator) -> None:
     with pytest.raises(PbxApiError, match="connection failed") as caught:
         client._send("GET", client._api_url("/p", {"access_token": "S3CRET"}), endpoint="/p")
     assert "/p" in str(caught.value) and "S3CRET" not in str(caught.value)
+    assert caught.value.transient
+
+
+def test_a_timeout_is_transient(simulator) -> None:
+    with raw_server("silent") as server:
+        client = third_vendor(simulator, base_url=server.base_url, max_retries=0, timeout_s=0.3)
+        with pytest.raises(PbxApiError, match="no response within the timeout") as caught:
+            client._get_json("/api/pbx/cdr")
+    assert caught.value.transient and caught.value.endpoint == "/api/pbx/cdr"
+
+
+def test_a_body_cut_off_mid_read_is_transient(simulator) -> None:
+    with raw_server("cut") as server:
+        client = third_vendor(simulator, base_url=server.base_url, max_retries=0)
+        with pytest.raises(PbxApiError, match="broke while reading the body") as caught:
+            client._get_json("/api/pbx/cdr")
+    assert caught.value.transient
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<html><body>Bad gateway</body></html>", b'{"current_page":1,"data":[{"uuid":"a'],
+    ids=["html", "truncated-json"],
+)
+def test_a_body_that_is_not_the_apis_json_is_not_transient_nor_retried(simulator, body) -> None:
+    simulator.faults.fail_next("/api/pbx/cdr", 200, body=body, content_type="text/html")
+    client = third_vendor(simulator)
+    with pytest.raises(PbxApiError, match="response body is") as caught:
+        client._get_json("/api/pbx/cdr")
+    assert not caught.value.transient
+    assert settled_count(simulator, "/api/pbx/cdr") == 1
+
+
+def test_retry_after_beyond_the_limit_raises_retry_after_too_long(simulator) -> None:
+    simulator.faults.fail_next("/api/pbx/cdr", 429, retry_after="7200")
+    client = third_vendor(simulator, retry_after_max_s=30)
+    url = client._api_url("/api/pbx/cdr", {"access_token": "S3CRET"})
+    with pytest.raises(RetryAfterTooLong) as caught:
+        client._send("GET", url, endpoint="/api/pbx/cdr")
+    error = caught.value
+    message = str(error)
+    assert "'third'" in message and "/api/pbx/cdr" in message and "HTTP 429" in message
+    assert "7200 s" in message and f"{error.retry_at:%Y-%m-%d %H:%M:%S} UTC" in message
+    assert "retry_after_max_s=30" in message and "S3CRET" not in message
+    assert not error.transient and error.retry_after_s == 7200
+    assert settled_count(simulator, "/api/pbx/cdr") == 1
+
+
+def test_bad_recording_hosts_and_state_dir_are_refused(simulator) -> None:
+    for entry in ("https://files.example", "files.example/recordings", "user@files.example", ""):
+        with pytest.raises(pydantic.ValidationError, match="recording_hosts entry"):
+            third_vendor(simulator, recording_hosts=[entry])
+    with pytest.raises(pydantic.ValidationError, match="local directory"):
+        third_vendor(simulator, auth_state_dir="s3://bucket/state")
 
 
 # --------------------------------------------------------------------------- a third vendor
@@ -202,7 +258,7 @@ def test_third_vendor_opens_a_recording_and_maps_a_refusal(simulator) -> None:
     recorded = next(r for page in fetch.pages() for r in page if r.get("recording_available"))
     with client.open_recording(recorded["uuid"]) as stream:
         body = b"".join(stream.iter_chunks())
-    assert body and stream.extension in ("wav", "mp3")
+    assert body and stream.format in ("wav", "mp3")
     with pytest.raises(RecordingMissing):
         client.open_recording("no-such-uuid")
     client.close()
@@ -220,3 +276,22 @@ def test_third_vendor_runs_inside_dagster_with_an_env_var_secret(simulator, monk
     result = dg.materialize([cdr_count], resources={"third": resource})
     assert result.success and result.output_for_node("cdr_count") > 0
     assert len(ThirdVendorResource.closed_runtimes) == closed_before + 1  # teardown closed it
+
+
+def test_base_url_from_an_env_var_is_checked_when_the_run_resolves_it(
+    simulator, monkeypatch
+) -> None:
+    @dg.asset
+    def cdr_count(third: ThirdVendorResource) -> int:
+        return sum(len(page) for page in third.fetch_cdrs(DAY, DAY).pages())
+
+    resource = third_vendor(simulator, base_url=dg.EnvVar("TEST_THIRD_URL"))
+    assert resource.base_url == dg.EnvVar("TEST_THIRD_URL")  # the name only, until launch
+    monkeypatch.setenv("TEST_THIRD_URL", simulator.base_url + "/")
+    result = dg.materialize([cdr_count], resources={"third": resource})
+    assert result.success and result.output_for_node("cdr_count") > 0
+
+    monkeypatch.setenv("TEST_THIRD_URL", "pbx.example:8088")
+    with pytest.raises(dg.DagsterResourceFunctionError, match="third") as raised:
+        dg.materialize([cdr_count], resources={"third": resource})
+    assert "base_url must start with http:// or https://" in str(raised.value.__cause__)

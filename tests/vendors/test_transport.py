@@ -1,4 +1,5 @@
-"""Transport: redaction of secrets, Retry-After handling, retries over real HTTP, error wrapping."""
+"""Transport: redaction of secrets, Retry-After handling, retries over real HTTP (and requests
+that are sent at most once), error wrapping."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import email.utils
 import logging
 import socket
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -14,6 +16,7 @@ import urllib3.util.retry
 from cdr_assets.errors import PbxApiError
 from cdr_assets.vendors.transport import (
     CappedRetry,
+    RetryAfterExceeded,
     build_session,
     decode_json_body,
     install_log_redaction,
@@ -21,6 +24,7 @@ from cdr_assets.vendors.transport import (
     redact_url,
     request_failure,
 )
+from tests.vendors.loopback import HttpHost, free_port, http_host, raw_server
 from tests.vendors.simclients import settled_count
 
 
@@ -114,17 +118,19 @@ def test_retry_after_in_the_past_means_no_hint() -> None:
     assert CappedRetry(backoff_max=10).parse_retry_after(past) == 0.0
 
 
-def test_retry_after_is_capped_at_backoff_max() -> None:
+def test_retry_after_is_read_in_seconds_or_as_a_date() -> None:
     retry = CappedRetry(backoff_max=7)
-    assert retry.parse_retry_after("3600") == 7
+    assert retry.parse_retry_after("3600") == 3600  # the limit is applied when retrying
     assert retry.parse_retry_after("2") == 2
     assert retry.parse_retry_after("1.5") == 1.5
+    soon = email.utils.formatdate(time.time() + 120, usegmt=True)
+    assert 110 < retry.parse_retry_after(soon) <= 120
 
 
 def test_capped_retry_survives_new() -> None:
-    retry = CappedRetry(total=3, backoff_max=4).new(total=2)
+    retry = CappedRetry(total=3, backoff_max=4, max_retry_after_s=9).new(total=2)
     assert isinstance(retry, CappedRetry)
-    assert retry.parse_retry_after("100") == 4
+    assert retry.max_retry_after_s == 9 and retry.total == 2
 
 
 # --------------------------------------------------------------------------- retries over HTTP
@@ -162,14 +168,52 @@ def test_non_positive_retry_after_falls_back_to_backoff(simulator, monkeypatch, 
     assert slept == [0.5, 1.0]
 
 
-def test_huge_retry_after_is_capped(simulator, monkeypatch) -> None:
+def test_retry_after_beyond_the_limit_fails_at_once_without_sleeping(
+    simulator, monkeypatch
+) -> None:
     slept: list[float] = []
     monkeypatch.setattr(urllib3.util.retry.time, "sleep", slept.append)
     simulator.faults.fail_next("/api/pbx/cdr", 503, times=1, retry_after="86400")
-    session = make_session(backoff_max_s=2.0)
+    session = make_session(backoff_max_s=2.0, retry_after_max_s=60)
+    before = datetime.now(UTC)
+    with pytest.raises(RetryAfterExceeded) as caught:
+        session.get(zorio_list_url(simulator), headers=bearer(simulator), timeout=10)
+    assert slept == []
+    assert caught.value.status == 503 and caught.value.retry_after_s == 86400
+    assert before + timedelta(days=1) <= caught.value.retry_at <= datetime.now(UTC) + timedelta(1)
+    assert settled_count(simulator, "/api/pbx/cdr") == 1
+    # The connection went back to the pool: the next request works on the same session.
     response = session.get(zorio_list_url(simulator), headers=bearer(simulator), timeout=10)
     assert response.status_code == 200
-    assert slept == [2.0]
+
+
+def test_http_date_retry_after_beyond_the_limit_is_refused_too(simulator, monkeypatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(urllib3.util.retry.time, "sleep", slept.append)
+    later = email.utils.formatdate(time.time() + 600, usegmt=True)
+    simulator.faults.fail_next("/api/pbx/cdr", 429, times=1, retry_after=later)
+    with pytest.raises(RetryAfterExceeded) as caught:
+        make_session(retry_after_max_s=60).get(
+            zorio_list_url(simulator), headers=bearer(simulator), timeout=10
+        )
+    assert slept == [] and 590 < caught.value.retry_after_s <= 600
+
+
+def test_retry_after_up_to_the_limit_is_honoured_in_full(simulator, monkeypatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(urllib3.util.retry.time, "sleep", slept.append)
+    simulator.faults.fail_next("/api/pbx/cdr", 503, times=1, retry_after="45")
+    session = make_session(backoff_max_s=2.0, retry_after_max_s=60)
+    response = session.get(zorio_list_url(simulator), headers=bearer(simulator), timeout=10)
+    assert response.status_code == 200
+    assert slept == [45.0]  # not cut to backoff_max: that bounds the exponential backoff only
+
+
+def test_408_is_retried(simulator) -> None:
+    simulator.faults.fail_next("/api/pbx/cdr", 408, times=1)
+    response = make_session().get(zorio_list_url(simulator), headers=bearer(simulator), timeout=10)
+    assert response.status_code == 200
+    assert settled_count(simulator, "/api/pbx/cdr") == 2
 
 
 def test_exhausted_retries_return_the_last_response(simulator) -> None:
@@ -218,3 +262,73 @@ def test_decode_json_body_names_an_html_page(simulator) -> None:
     with pytest.raises(PbxApiError, match="HTML page") as caught:
         decode_json_body("hq", "/api/pbx/cdr", response)
     assert "text/html" in str(caught.value) and "Gateway" not in str(caught.value)
+
+
+# --------------------------------------------------------------------------- sent at most once
+
+
+TOKEN_PATH = "/openapi/v1.0/get_token"
+
+
+def test_read_timeout_on_a_send_once_url_makes_exactly_one_request() -> None:
+    with raw_server("silent") as server:
+        url = server.base_url + TOKEN_PATH
+        session = make_session(max_retries=3, send_once_prefixes=(url,))
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            session.post(url, json={"username": "u", "password": "p"}, timeout=0.3)
+        time.sleep(0.2)
+        assert server.count() == 1
+
+
+def test_read_timeout_on_a_get_is_retried() -> None:
+    with raw_server("silent") as server:
+        token_url = server.base_url + TOKEN_PATH
+        session = make_session(max_retries=2, send_once_prefixes=(token_url,))
+        with pytest.raises(requests.exceptions.ConnectionError):
+            session.get(server.base_url + "/openapi/v1.0/cdr/search", timeout=0.3)
+        time.sleep(0.2)
+        assert server.count() == 3
+
+
+def test_reset_after_sending_on_a_send_once_url_makes_exactly_one_request() -> None:
+    with raw_server("reset") as server:
+        url = server.base_url + TOKEN_PATH
+        session = make_session(max_retries=3, send_once_prefixes=(url,))
+        with pytest.raises(requests.exceptions.ConnectionError):
+            session.post(url, json={"username": "u", "password": "p"}, timeout=2)
+        time.sleep(0.2)
+        assert server.count() == 1
+
+
+def test_a_status_on_a_send_once_url_is_not_retried() -> None:
+    def unavailable(_seen):
+        return 503, [("Retry-After", "1"), ("Content-Type", "application/json")], b"{}"
+
+    with http_host(responder=unavailable) as host:
+        url = host.base_url + TOKEN_PATH
+        session = make_session(max_retries=3, send_once_prefixes=(url,))
+        response = session.post(url, json={"username": "u", "password": "p"}, timeout=2)
+        assert response.status_code == 503
+        assert len(host.seen) == 1
+
+
+def test_refused_connection_on_a_send_once_url_is_retried(monkeypatch) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}{TOKEN_PATH}"
+    started: list[HttpHost] = []
+
+    def start_listening(_seconds: float) -> None:
+        # urllib3 sleeps before its second retry: by then the server is up.
+        if not started:
+            started.append(HttpHost(port=port))
+
+    monkeypatch.setattr(urllib3.util.retry.time, "sleep", start_listening)
+    session = make_session(max_retries=3, backoff_factor=0.01, send_once_prefixes=(url,))
+    try:
+        response = session.post(url, json={"username": "u", "password": "p"}, timeout=2)
+        assert response.status_code == 200
+        (host,) = started
+        assert [seen.method for seen in host.seen] == ["POST"]  # two refused, then sent once
+    finally:
+        for host in started:
+            host.close()

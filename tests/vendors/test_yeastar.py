@@ -7,27 +7,40 @@ import logging
 import threading
 import time
 import traceback
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
 
 from cdr_assets.errors import (
-    CdrCountMismatch,
     PbxApiError,
     PbxAuthError,
     RecordingLinkExpired,
+    RecordingLinkRefused,
     RecordingMissing,
 )
 from cdr_assets.simulator.config import YEASTAR_DATE_FORMATS
 from cdr_assets.vendors import PbxClient, YeastarResource
 from cdr_assets.vendors.yeastar import (
     YeastarDisplayFormat,
+    YeastarRecordingLink,
+    check_system_clock,
     clock_from_system_information,
     date_pattern_for,
 )
-from tests.vendors.simclients import DAY, collect, settled_count, yeastar_client
+from tests.vendors.loopback import WAV_BODY, free_port, http_host, raw_server
+from tests.vendors.simclients import (
+    DAY,
+    collect,
+    of_days,
+    record_start,
+    settled_count,
+    yeastar_client,
+)
 
+#: The simulator's default Yeastar zone, which the test clients are configured with.
+ZONE = "Asia/Singapore"
 ERRCODE_BODY_10004 = b'{"errcode":10004,"errmsg":"TOKEN EXPIRED"}'
 
 
@@ -90,16 +103,25 @@ def test_every_display_format_round_trips(make_simulator, date_format: str, cloc
     assert client.display_format() == YeastarDisplayFormat(date_format, clock)
     fetch = client.fetch_cdrs(DAY, DAY)
     records = collect(fetch)
-    assert uids(records) == uids(sim.calls("yeastar", DAY))
-    assert fetch.api_total == fetch.fetched == 40
+    assert uids(of_days(records, ZONE, DAY)) == uids(sim.calls("yeastar", DAY))
+    assert fetch.api_total == fetch.fetched == len(records) >= 40
     assert settled_count(sim, "system/information") == 1
 
 
-def test_config_override_skips_system_information(make_simulator) -> None:
+def test_config_override_is_still_checked_against_the_pbx_clock(make_simulator) -> None:
     sim = make_simulator(calls_per_day=30, yeastar={"date_format": "DD-MM-YYYY", "clock": 12})
     client = yeastar_client(sim, date_format="DD-MM-YYYY", clock=12)
-    assert len(collect(client.fetch_cdrs(DAY, DAY))) == 30
+    assert len(of_days(collect(client.fetch_cdrs(DAY, DAY)), ZONE, DAY)) == 30
+    assert settled_count(sim, "system/information") == 1
+
+
+def test_config_override_without_clock_check_skips_system_information(make_simulator) -> None:
+    sim = make_simulator(calls_per_day=30, yeastar={"date_format": "DD-MM-YYYY", "clock": 12})
+    client = yeastar_client(sim, date_format="DD-MM-YYYY", clock=12, verify_clock=False)
+    fetch = client.fetch_cdrs(DAY, DAY)
+    assert len(of_days(collect(fetch), ZONE, DAY)) == 30
     assert settled_count(sim, "system/information") == 0
+    assert not fetch.query_verified
 
 
 def test_bad_override_is_refused_at_config_time(simulator) -> None:
@@ -158,7 +180,7 @@ def test_token_expired_mid_run_reauthenticates_once_and_continues(simulator) -> 
     simulator.faults.expire_tokens()
     for page in pages:
         records.extend(page)
-    assert uids(records) == uids(simulator.calls("yeastar", DAY))
+    assert uids(of_days(records, ZONE, DAY)) == uids(simulator.calls("yeastar", DAY))
     assert settled_count(simulator, "get_token") == 1
     assert settled_count(simulator, "refresh_token") == 1
 
@@ -177,7 +199,7 @@ def test_second_token_expired_answer_raises(simulator, yeastar) -> None:
     simulator.faults.fail_next("/openapi/v1.0/cdr/search", 200, times=2, body=ERRCODE_BODY_10004)
     with pytest.raises(PbxApiError) as caught:
         collect(yeastar.fetch_cdrs(DAY, DAY))
-    assert caught.value.errcode == 10004
+    assert caught.value.errcode == 10004 and not caught.value.transient
     assert "/openapi/v1.0/cdr/search" in str(caught.value)
     assert settled_count(simulator, "cdr/search") == 2
 
@@ -208,10 +230,109 @@ def test_ip_block_and_token_cap_are_explained(simulator, errcode: int, words: st
     assert settled_count(simulator, "get_token") == 1
 
 
-def test_get_token_5xx_is_retried_not_treated_as_auth_failure(simulator, yeastar) -> None:
-    simulator.faults.fail_next("/openapi/v1.0/get_token", 503, times=2)
-    yeastar.system_information()
-    assert settled_count(simulator, "get_token") == 3
+def test_get_token_5xx_is_sent_once_and_is_no_auth_failure(simulator, yeastar) -> None:
+    simulator.faults.fail_next("/openapi/v1.0/get_token", 503, retry_after="0")
+    with pytest.raises(PbxApiError) as caught:
+        yeastar.system_information()
+    assert not isinstance(caught.value, PbxAuthError) and caught.value.transient
+    assert settled_count(simulator, "get_token") == 1  # a POST: never re-sent on a status
+    yeastar.system_information()  # no breaker opened: the next attempt goes through
+    assert settled_count(simulator, "get_token") == 2
+
+
+def test_read_timeout_on_get_token_makes_exactly_one_request() -> None:
+    with raw_server("silent") as pbx:
+        client = YeastarResource(
+            pbx_name="hq",
+            base_url=pbx.base_url,
+            client_id="id",
+            client_secret="secret",
+            timezone="UTC",
+            timeout_s=0.3,
+            max_retries=3,
+            backoff_factor=0.01,
+        )
+        with pytest.raises(PbxApiError, match="no response within the timeout") as caught:
+            client.system_information()
+        time.sleep(0.2)
+        assert pbx.count() == 1
+    assert caught.value.transient and caught.value.endpoint == "/openapi/v1.0/get_token"
+
+
+def test_reset_after_sending_get_token_makes_exactly_one_request() -> None:
+    with raw_server("reset") as pbx:
+        client = YeastarResource(
+            pbx_name="hq",
+            base_url=pbx.base_url,
+            client_id="id",
+            client_secret="secret",
+            timezone="UTC",
+            max_retries=3,
+            backoff_factor=0.01,
+        )
+        with pytest.raises(PbxApiError, match="connection failed") as caught:
+            client.system_information()
+        time.sleep(0.2)
+        assert pbx.count() == 1
+    assert caught.value.transient
+
+
+def test_refused_connection_on_get_token_is_retried(caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="urllib3.connectionpool")
+    client = YeastarResource(
+        pbx_name="hq",
+        base_url=f"http://127.0.0.1:{free_port()}",
+        client_id="id",
+        client_secret="secret",
+        timezone="UTC",
+        max_retries=2,
+        backoff_factor=0.01,
+    )
+    with pytest.raises(PbxApiError, match="connection failed") as caught:
+        client.system_information()
+    retries = [r for r in caplog_records(caplog) if "NewConnectionError" in r]
+    assert len(retries) == 2 and caught.value.transient
+    assert all("/openapi/v1.0/get_token" in line for line in retries)
+
+
+def caplog_records(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records]
+
+
+@pytest.mark.parametrize("errcode", [40001, 40002, 10001, 10002, 10003, -1])
+def test_errcodes_meaning_the_request_is_wrong_are_not_transient(
+    simulator, yeastar, errcode: int
+) -> None:
+    body = f'{{"errcode":{errcode},"errmsg":"NO"}}'.encode()
+    simulator.faults.fail_next("/openapi/v1.0/cdr/search", 200, body=body)
+    with pytest.raises(PbxApiError) as caught:
+        collect(yeastar.fetch_cdrs(DAY, DAY))
+    assert caught.value.errcode == errcode and not caught.value.transient
+    assert not isinstance(caught.value, PbxAuthError)
+
+
+def test_an_internal_server_errcode_is_transient(simulator, yeastar) -> None:
+    body = b'{"errcode":-2,"errmsg":"INTERNAL SERVER ERROR"}'
+    simulator.faults.fail_next("/openapi/v1.0/cdr/search", 200, body=body)
+    with pytest.raises(PbxApiError) as caught:
+        collect(yeastar.fetch_cdrs(DAY, DAY))
+    assert caught.value.errcode == -2 and caught.value.transient
+
+
+@pytest.mark.parametrize("errcode", [70004, 70087, 60002, 10005])
+def test_an_auth_errcode_on_any_call_opens_the_breaker(simulator, tmp_path, errcode) -> None:
+    client = yeastar_client(simulator, auth_state_dir=str(tmp_path))
+    client.system_information()
+    body = f'{{"errcode":{errcode},"errmsg":"NO"}}'.encode()
+    simulator.faults.fail_next("/openapi/v1.0/cdr/search", 200, body=body)
+    with pytest.raises(PbxAuthError) as caught:
+        collect(client.fetch_cdrs(DAY, DAY))
+    assert caught.value.errcode == errcode and "suspended until" in str(caught.value)
+    for later in (client, yeastar_client(simulator, auth_state_dir=str(tmp_path))):
+        with pytest.raises(PbxAuthError, match="nothing was sent"):
+            collect(later.fetch_cdrs(DAY, DAY))
+    assert settled_count(simulator, "cdr/search") == 1
+    assert settled_count(simulator, "get_token") == 1
 
 
 def test_token_is_thread_safe(simulator) -> None:
@@ -251,17 +372,19 @@ def test_pages_until_total_with_a_small_page_size(make_simulator) -> None:
     client = yeastar_client(sim, page_size=10)
     fetch = client.fetch_cdrs(DAY, DAY)
     pages = list(fetch.pages())
-    assert [len(p) for p in pages] == [10, 10, 10, 10, 10, 3]
-    assert fetch.api_total == fetch.fetched == 53
-    assert settled_count(sim, "cdr/search") == 6
-    assert uids([r for p in pages for r in p]) == uids(sim.calls("yeastar", DAY))
+    assert all(len(p) == 10 for p in pages[:-1]) and 1 <= len(pages[-1]) <= 10
+    assert fetch.api_total == fetch.fetched == sum(len(p) for p in pages) >= 53
+    assert settled_count(sim, "cdr/search") == len(pages) >= 6
+    records = [r for p in pages for r in p]
+    assert uids(of_days(records, ZONE, DAY)) == uids(sim.calls("yeastar", DAY))
 
 
 def test_several_days_are_one_window(make_simulator) -> None:
     sim = make_simulator(calls_per_day=20)
     client = yeastar_client(sim)
-    records = collect(client.fetch_cdrs(DAY, DAY + timedelta(days=2)))
-    expected = [r for d in range(3) for r in sim.calls("yeastar", DAY + timedelta(days=d))]
+    days = [DAY + timedelta(days=d) for d in range(3)]
+    records = of_days(collect(client.fetch_cdrs(days[0], days[-1])), ZONE, *days)
+    expected = [r for d in days for r in sim.calls("yeastar", d)]
     assert uids(records) == uids(expected)
     assert settled_count(sim, "cdr/search") == 1
 
@@ -274,22 +397,12 @@ def test_empty_day(make_simulator) -> None:
 
 
 def test_filters_are_passed_through(simulator, yeastar) -> None:
-    records = collect(yeastar.fetch_cdrs(DAY, DAY, status="BUSY"))
+    records = of_days(collect(yeastar.fetch_cdrs(DAY, DAY, status="BUSY")), ZONE, DAY)
     expected = [r for r in simulator.calls("yeastar", DAY) if r["disposition"] == "BUSY"]
     assert records and uids(records) == uids(expected)
 
 
-def test_count_mismatch_restarts_once_then_raises(make_simulator) -> None:
-    sim = make_simulator(calls_per_day=25)
-    sim.faults.total_offset = 1
-    client = yeastar_client(sim, page_size=10)
-    fetch = client.fetch_cdrs(DAY, DAY)
-    with pytest.raises(CdrCountMismatch, match="fetched 25 of total_number 26"):
-        collect(fetch)
-    assert settled_count(sim, "cdr/search") == 2 * 4  # 3 full pages + an empty one, twice
-
-
-def test_mismatch_that_heals_on_restart_is_accepted(make_simulator) -> None:
+def test_a_total_that_moves_between_pages_marks_the_pass_unstable(make_simulator) -> None:
     sim = make_simulator(calls_per_day=25)
     client = yeastar_client(sim, page_size=10)
     sim.faults.fail_next(
@@ -297,15 +410,19 @@ def test_mismatch_that_heals_on_restart_is_accepted(make_simulator) -> None:
         200,
         body=b'{"errcode":0,"errmsg":"SUCCESS","total_number":12,"data":[]}',
     )
-    fetch = client.fetch_cdrs(DAY, DAY)
-    assert len(collect(fetch)) == 25
-    assert fetch.restarts == 1 and fetch.fetched == fetch.api_total == 25
+    (window,) = client.fetch_cdrs(DAY, DAY).windows
+    assert list(window.fetch_pass()) == [] and window.last_pass.last_total == 12
+    pages = list(window.fetch_pass())
+    records = [record for page in pages for record in page.records]
+    assert len(records) == window.last_pass.last_total and len(of_days(records, ZONE, DAY)) == 25
+    assert window.last_pass.stable and window.passes == 2
 
 
 @pytest.mark.parametrize("status", [429, 503])
 def test_throttling_and_server_errors_are_retried(simulator, yeastar, status: int) -> None:
     simulator.faults.fail_next("/openapi/v1.0/cdr/search", status, times=2, retry_after="0")
-    assert len(collect(yeastar.fetch_cdrs(DAY, DAY))) == len(simulator.calls("yeastar", DAY))
+    records = of_days(collect(yeastar.fetch_cdrs(DAY, DAY)), ZONE, DAY)
+    assert len(records) == len(simulator.calls("yeastar", DAY))
 
 
 def test_persistent_5xx_becomes_pbx_api_error(simulator, yeastar) -> None:
@@ -365,7 +482,7 @@ def test_first_day_after_last_day_is_refused(yeastar) -> None:
 def test_recording_bytes_match_the_pbx(simulator, yeastar) -> None:
     ref = recording_refs(simulator)[0]
     with yeastar.open_recording(ref) as stream:
-        assert stream.extension == "wav"
+        assert stream.format == "wav"
         assert stream.expected_bytes is None
         assert stream.content_length == simulator.recording_size("yeastar", ref)
         assert stream.content_type and stream.content_type.startswith("audio/")
@@ -383,11 +500,11 @@ def test_recording_by_id(simulator, yeastar) -> None:
 
 
 def test_expired_link_raises_link_expired(make_simulator) -> None:
-    sim = make_simulator(yeastar={"link_ttl": 1})
+    sim = make_simulator(yeastar={"link_ttl": 2})
     client = yeastar_client(sim)
     ref = recording_refs(sim)[0]
     link = client.recording_link(ref)
-    time.sleep(2.1)
+    time.sleep(3.1)
     with pytest.raises(RecordingLinkExpired) as caught:
         client.open_recording_link(link)
     assert caught.value.http_status == 403
@@ -453,6 +570,76 @@ def test_truncated_download_raises_corrupt(simulator, yeastar) -> None:
         download(yeastar, ref)
 
 
+def concurrent_downloads(client: YeastarResource, refs: list[str]) -> dict[str, bytes]:
+    """Download `refs` from as many threads at once, each inside its download slot."""
+    results: dict[str, bytes] = {}
+    errors: list[BaseException] = []
+
+    def fetch(ref: str) -> None:
+        try:
+            results[ref] = download(client, ref)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assert
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch, args=(ref,)) for ref in refs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    return results
+
+
+@pytest.mark.parametrize("content_type", ["audio", "octet-stream"])
+def test_an_mp3_behind_a_wav_name_keeps_downloads_one_at_a_time(make_simulator, content_type):
+    sim = make_simulator(
+        yeastar={"recording_format": "mp3", "record_file_suffix": "wav"},
+        audio_content_type=content_type,
+    )
+    client = yeastar_client(sim, max_retries=0)
+    refs = recording_refs(sim)[:4]
+    assert all(ref.endswith(".wav") for ref in refs)
+    results = concurrent_downloads(client, refs)
+    assert sim.stats.max_concurrent_mp3 == 1
+    assert all(results[ref][:3] in (b"ID3",) or results[ref][0] == 0xFF for ref in refs)
+    assert client.download_format() == "mp3"
+    with client.open_recording(refs[0]) as stream:
+        b"".join(stream.iter_chunks())
+        assert stream.format == "mp3"
+
+
+def test_auto_format_goes_concurrent_once_a_download_showed_wav(make_simulator) -> None:
+    sim = make_simulator(calls_per_day=400)
+    sim.faults.throttle_bytes_per_s = 2_000_000  # long enough downloads to overlap
+    client = yeastar_client(sim)
+    refs = recording_refs(sim)[:6]
+    assert client.download_format() is None
+    concurrent_downloads(client, refs[:1])
+    assert client.download_format() == "wav"
+    sim.stats.reset()
+    concurrent_downloads(client, refs[1:])
+    assert sim.stats.max_in_flight > 1
+
+
+def test_downloads_are_serial_until_the_format_is_known(make_simulator) -> None:
+    sim = make_simulator()
+    client = yeastar_client(sim)
+    held = client.download_slot("a.wav")
+    with held:
+        waiting = threading.Thread(target=lambda: client.download_slot("b.wav").__enter__())
+        waiting.start()
+        waiting.join(0.3)
+        assert waiting.is_alive()  # format unknown: the second download waits
+    waiting.join(2)
+    assert not waiting.is_alive()
+
+
+def test_configured_wav_downloads_take_no_slot(simulator) -> None:
+    client = yeastar_client(simulator, recording_format="wav")
+    with client.download_slot("a.wav"), client.download_slot("b.wav"):
+        pass  # two at once: no slot involved
+
+
 def test_mp3_downloads_are_serialized(make_simulator) -> None:
     sim = make_simulator(yeastar={"recording_format": "mp3"})
     client = yeastar_client(sim, max_retries=0)
@@ -477,14 +664,7 @@ def test_mp3_downloads_are_serialized(make_simulator) -> None:
     for ref in refs:
         assert hashlib.sha256(results[ref]).hexdigest() == sim.recording_sha256("yeastar", ref)
     with client.open_recording(refs[0]) as stream:
-        assert stream.extension == "mp3"
-
-
-def test_wav_downloads_take_no_slot(simulator, yeastar) -> None:
-    first = yeastar.download_slot("a.wav")
-    second = yeastar.download_slot("b.wav")
-    with first, second:
-        pass  # two at once: no semaphore involved
+        assert stream.format == "mp3"
 
 
 # --------------------------------------------------------------------------- Dagster, protocol
@@ -500,7 +680,8 @@ def test_resource_works_inside_dagster(simulator, monkeypatch) -> None:
 
     @dg.asset
     def cdr_count(yeastar: YeastarResource) -> int:
-        return sum(len(page) for page in yeastar.fetch_cdrs(DAY, DAY).pages())
+        records = [r for page in yeastar.fetch_cdrs(DAY, DAY).pages() for r in page]
+        return len(of_days(records, ZONE, DAY))
 
     resource = yeastar_client(simulator, client_secret=dg.EnvVar("TEST_YEASTAR_SECRET"))
     result = dg.materialize([cdr_count], resources={"yeastar": resource})
@@ -562,3 +743,119 @@ def test_secrets_never_reach_logs_or_errors(make_simulator, caplog) -> None:
     for text in texts:
         for needle in (secret, capability, *seen_tokens):
             assert needle not in text
+
+
+# --------------------------------------------------------------------------- clock self-check
+
+
+def test_system_clock_read_in_the_right_format_and_zone_passes() -> None:
+    display = YeastarDisplayFormat("MM/DD/YYYY", 24)
+    # 2026-06-15 10:04:05 in Singapore (UTC+8) is 02:04:05Z.
+    stamp = int(datetime(2026, 6, 15, 2, 4, 5, tzinfo=UTC).timestamp())
+    assert check_system_clock("06/15/2026 10:04:05", stamp, display, ZONE) is None
+    assert check_system_clock("06/15/2026 10:05:30", stamp, display, ZONE) is None  # 85 s off
+
+
+def test_a_wrong_zone_is_named_with_the_offset_the_pbx_runs_at() -> None:
+    display = YeastarDisplayFormat("MM/DD/YYYY", 24)
+    stamp = int(datetime(2026, 6, 15, 3, 4, 5, tzinfo=UTC).timestamp())
+    problem = check_system_clock("06/15/2026 10:04:05", stamp, display, ZONE)
+    assert problem is not None and "time zone is wrong" in problem
+    assert "UTC+07:00" in problem and "UTC+08:00" in problem and "06/15/2026 10:04:05" in problem
+
+
+def test_a_swapped_day_and_month_is_named_as_a_format_problem() -> None:
+    display = YeastarDisplayFormat("MM/DD/YYYY", 24)
+    stamp = int(datetime(2026, 6, 5, 2, 4, 5, tzinfo=UTC).timestamp())
+    problem = check_system_clock("05/06/2026 10:04:05", stamp, display, ZONE)  # DD/MM really
+    assert problem is not None and "display format is wrong" in problem
+    assert "DD/MM/YYYY HH:mm:ss" in problem
+
+
+def test_a_time_not_in_the_format_at_all_is_a_format_problem() -> None:
+    display = YeastarDisplayFormat("MM/DD/YYYY", 12)
+    stamp = int(datetime(2026, 6, 15, 2, 4, 5, tzinfo=UTC).timestamp())
+    problem = check_system_clock("2026-06-15 10:04:05", stamp, display, ZONE)
+    assert problem is not None and "display format is wrong" in problem
+    assert "YYYY-MM-DD HH:mm:ss" in problem  # it says which format does fit
+
+
+def test_the_repeated_hour_of_a_fall_back_reads_either_way() -> None:
+    display = YeastarDisplayFormat("YYYY-MM-DD", 24)
+    second_one_thirty = int(datetime(2026, 11, 1, 6, 30, tzinfo=UTC).timestamp())  # EST
+    assert check_system_clock(
+        "2026-11-01 01:30:00", second_one_thirty, display, "America/New_York"
+    ) is None
+
+
+def test_a_pbx_in_another_zone_than_configured_fails_before_any_cdr_query(make_simulator) -> None:
+    sim = make_simulator(yeastar={"timezone": "Asia/Bangkok"})  # UTC+7, config says UTC+8
+    client = yeastar_client(sim, timezone=ZONE)
+    with pytest.raises(PbxApiError, match="time zone is wrong") as caught:
+        client.fetch_cdrs(DAY, DAY)
+    assert caught.value.endpoint == "/openapi/v1.0/system/information"
+    assert settled_count(sim, "cdr/search") == 0
+
+
+def test_a_wrong_display_format_override_fails_before_any_cdr_query(make_simulator) -> None:
+    sim = make_simulator(yeastar={"date_format": "DD/MM/YYYY"})
+    client = yeastar_client(sim, date_format="YYYY/MM/DD", clock=24)
+    with pytest.raises(PbxApiError, match="display format is wrong"):
+        client.fetch_cdrs(DAY, DAY)
+    assert settled_count(sim, "cdr/search") == 0
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def test_the_window_overlaps_the_day_on_both_sides(make_simulator) -> None:
+    sim = make_simulator(calls_per_day=96)  # one call every 15 minutes
+    client = yeastar_client(sim, window_overlap_minutes=60)
+    fetch = client.fetch_cdrs(DAY, DAY)
+    (window,) = fetch.windows
+    assert window.label == "06/14/2026 23:00:00 .. 06/16/2026 00:59:59"
+    records = collect(fetch)
+    days = {record_start(r).astimezone(ZoneInfo(ZONE)).date() for r in records}
+    assert days == {DAY - timedelta(days=1), DAY, DAY + timedelta(days=1)}
+    assert all(window.start <= record_start(r) < window.end for r in records)
+    assert uids(of_days(records, ZONE, DAY)) == uids(sim.calls("yeastar", DAY))
+
+
+# --------------------------------------------------------------------------- links
+
+
+def test_a_download_url_on_the_api_host_gets_the_token(simulator, yeastar) -> None:
+    ref = recording_refs(simulator)[0]
+    minted = yeastar.recording_link(ref)
+    absolute = YeastarRecordingLink(
+        path=simulator.base_url + minted.path, file_name=minted.file_name, label=ref
+    )
+    with yeastar.open_recording_link(absolute) as stream:  # the PBX serves it only with a token
+        assert b"".join(stream.iter_chunks()) == simulator.recording_bytes("yeastar", ref)
+
+
+def test_a_download_url_on_another_host_gets_no_token(simulator) -> None:
+    with http_host("127.0.0.2") as storage:
+        client = yeastar_client(simulator, recording_hosts=[storage.netloc])
+        link = YeastarRecordingLink(
+            path=f"{storage.base_url}/api/download/x.wav", file_name="x.wav", label="x.wav"
+        )
+        with client.open_recording_link(link) as stream:
+            assert b"".join(stream.iter_chunks()) == WAV_BODY
+        (seen,) = storage.seen
+    assert "access_token" not in seen.path and "Authorization" not in seen.headers
+    assert settled_count(simulator, "get_token") == 0  # no token was even needed
+
+
+def test_a_minted_link_to_a_foreign_host_is_refused(simulator, yeastar) -> None:
+    with http_host("127.0.0.2") as foreign:
+        body = (
+            '{"errcode":0,"errmsg":"SUCCESS","file":"x.wav","download_resource_url":'
+            f'"{foreign.base_url}/api/download/x.wav"}}'
+        ).encode()
+        simulator.faults.fail_next("/openapi/v1.0/recording/download", 200, body=body)
+        with pytest.raises(RecordingLinkRefused) as caught:
+            yeastar.open_recording("x.wav")
+        assert foreign.seen == []
+    assert foreign.netloc in str(caught.value)
+    assert caught.value.endpoint == "/openapi/v1.0/recording/download"
