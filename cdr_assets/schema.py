@@ -1,8 +1,10 @@
-"""The Arrow schemas of the `cdr` and `recordings` tables, and what each column means.
+"""The Arrow schemas of the `cdr`, `recordings` and `cdr_rejects` tables, and what each column
+means.
 
 This module owns the column names, order, types and nullability that DESIGN.md promises to
-analysts (the DuckDB `cdr` and `recordings` views are read straight from Parquet written in these
-schemas), plus one short description per column for Dagster `TableSchema` metadata.
+analysts (the DuckDB views of the same names are read straight from Parquet written in these
+schemas), the one mapping of table name to schema (`TABLE_SCHEMAS`), plus one short description
+per column for Dagster `TableSchema` metadata.
 It must not import dagster, HTTP or storage code: every layer imports it, and it imports only
 pyarrow.
 """
@@ -89,6 +91,26 @@ _RECORDINGS_COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
 ]
 
 
+_CDR_REJECTS_COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
+    ("pbx", pa.string(), False, "Configured PBX name."),
+    ("vendor", pa.string(), False, "PBX vendor: 'yeastar' or 'zorio'."),
+    (
+        "call_date",
+        pa.date32(),
+        True,
+        "Local date of the record's start in the PBX timezone; null when it has no usable one "
+        "(then filed under the day being fetched).",
+    ),
+    ("cdr_id", pa.string(), True, "The vendor's CDR id, if the record has a usable one."),
+    ("field", pa.string(), False, "The field at fault; '<record>' when the whole record is."),
+    ("reason", pa.string(), False, "What is wrong with the field (e.g. must be an integer)."),
+    ("raw", pa.string(), False, "The record exactly as the vendor sent it (JSON text)."),
+    ("page", pa.int32(), True, "API page the record came on, as the API numbers pages."),
+    ("position", pa.int32(), True, "Position of the record within that page (0-based)."),
+    ("ingested_at", UTC_TIMESTAMP, False, "When the record was fetched and refused (UTC)."),
+]
+
+
 def _schema(columns: list[tuple[str, pa.DataType, bool, str]]) -> pa.Schema:
     return pa.schema([pa.field(name, typ, nullable=nullable) for name, typ, nullable, _ in columns])
 
@@ -103,8 +125,25 @@ RECORDINGS_SCHEMA: pa.Schema = _schema(_RECORDINGS_COLUMNS)
 audio header, which is fractional; the vendors' integer lengths fit it exactly.
 """
 
+CDR_REJECTS_SCHEMA: pa.Schema = _schema(_CDR_REJECTS_COLUMNS)
+"""Records a vendor sent that could not be normalized: the `cdr_rejects` table of DESIGN.md,
+partitioned and replaced with its day like `cdr`."""
+
+TABLE_SCHEMAS: dict[str, pa.Schema] = {
+    "cdr": CDR_SCHEMA,
+    "recordings": RECORDINGS_SCHEMA,
+    "cdr_rejects": CDR_REJECTS_SCHEMA,
+}
+"""Every warehouse table by name: its Parquet directory under `data_dir` and its DuckDB view."""
+
 CDR_COLUMN_DOCS: dict[str, str] = {name: doc for name, _, _, doc in _CDR_COLUMNS}
 RECORDINGS_COLUMN_DOCS: dict[str, str] = {name: doc for name, _, _, doc in _RECORDINGS_COLUMNS}
+CDR_REJECTS_COLUMN_DOCS: dict[str, str] = {name: doc for name, _, _, doc in _CDR_REJECTS_COLUMNS}
+_DOCS: list[tuple[pa.Schema, dict[str, str]]] = [
+    (CDR_SCHEMA, CDR_COLUMN_DOCS),
+    (RECORDINGS_SCHEMA, RECORDINGS_COLUMN_DOCS),
+    (CDR_REJECTS_SCHEMA, CDR_REJECTS_COLUMN_DOCS),
+]
 
 _DUCKDB_TYPES: dict[pa.DataType, str] = {
     pa.string(): "VARCHAR",
@@ -118,17 +157,13 @@ _DUCKDB_TYPES: dict[pa.DataType, str] = {
 
 
 def describe_columns(schema: pa.Schema) -> list[ColumnDoc]:
-    """Columns of CDR_SCHEMA or RECORDINGS_SCHEMA with DuckDB types, for `dg.TableSchema`.
+    """Columns of a `TABLE_SCHEMAS` schema with DuckDB types, for `dg.TableSchema`.
 
     Kept dagster-free so this module stays importable everywhere; the asset layer turns each
-    entry into a `dg.TableColumn(name, type, description=..., constraints=...)`.
+    entry into a `dg.TableColumn(name, type, description=..., constraints=...)`. Another schema
+    gets its types and empty descriptions.
     """
-    if schema.equals(CDR_SCHEMA):
-        docs = CDR_COLUMN_DOCS
-    elif schema.equals(RECORDINGS_SCHEMA):
-        docs = RECORDINGS_COLUMN_DOCS
-    else:
-        docs = {}
+    docs = next((d for known, d in _DOCS if schema.equals(known)), {})
     return [
         ColumnDoc(f.name, _DUCKDB_TYPES.get(f.type, str(f.type)), f.nullable, docs.get(f.name, ""))
         for f in schema

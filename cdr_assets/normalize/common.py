@@ -46,6 +46,27 @@ _NAME_NUMBER = r"^(?P<name>[^<]*)<(?P<number>[^<>]*)>$"
 # 1 MiB blocks: a 10,000-record batch is parsed on every core; bigger blocks parse serially.
 _JSON_READ = pj.ReadOptions(block_size=1 << 20)
 
+#: `RecordFormatError.field` when the record as a whole is wrong (not an object, not JSON).
+RECORD_FIELD = "<record>"
+
+
+def record_id_of(record: Any, id_field: str) -> str | None:
+    """The record's id as the `cdr_id` column would hold it (trimmed text, or an integer's
+    decimal text); None when the record has none or its id is of no usable type."""
+    if not isinstance(record, dict):
+        return None
+    value = record.get(id_field)
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def not_an_object(record: Any) -> str:
+    """What is wrong with a record that is not a JSON object."""
+    return f"must be a JSON object, got {type(record).__name__} {_short(record)}"
+
 
 class PageReader:
     """One page of one vendor's records, with the context a `RecordFormatError` needs.
@@ -70,11 +91,7 @@ class PageReader:
             for i, record in enumerate(records):
                 if not isinstance(record, dict):
                     raise RecordFormatError(
-                        self.vendor,
-                        "<record>",
-                        None,
-                        f"must be a JSON object, got {type(record).__name__} "
-                        f"(item {i} of the page)",
+                        self.vendor, RECORD_FIELD, None, not_an_object(record), index=i
                     )
         self._records = records
 
@@ -87,7 +104,7 @@ class PageReader:
                 self._set_records(self._json.dicts())
             except orjson.JSONDecodeError as exc:
                 raise RecordFormatError(
-                    self.vendor, "<record>", None, f"is not valid JSON ({exc})"
+                    self.vendor, RECORD_FIELD, None, f"is not valid JSON ({exc})"
                 ) from None
         assert self._records is not None
         return self._records
@@ -97,18 +114,10 @@ class PageReader:
             return len(self._json)
         return len(self.records)
 
-    def record_id(self, index: int) -> str | None:
-        """The id of record `index` as text, for error messages; None if it has none."""
-        value = self.records[index].get(self.id_field)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return None
-        return str(value)
-
     def error(self, field: str, index: int, detail: str) -> RecordFormatError:
-        """A RecordFormatError naming the field, the record's id and its position in the page."""
-        return RecordFormatError(
-            self.vendor, field, self.record_id(index), f"{detail} (item {index} of the page)"
-        )
+        """A RecordFormatError naming the field and the record's id, carrying its index."""
+        record_id = record_id_of(self.records[index], self.id_field)
+        return RecordFormatError(self.vendor, field, record_id, detail, index=index)
 
     # -- extraction ------------------------------------------------------------------------
 
@@ -258,7 +267,7 @@ class PageReader:
         try:
             blob = orjson.dumps(self.records)
         except (orjson.JSONEncodeError, TypeError):
-            return pa.array([_dumps_one(r) for r in self.records], type=pa.string())
+            return pa.array([compact_json(r) for r in self.records], type=pa.string())
         # Built over the blob's own buffer: `pa.array([memoryview(...)])` never released the
         # memoryview on pyarrow 26, which kept every page's blob alive (memory grew per page).
         body = pa.py_buffer(blob).slice(2, max(len(blob) - 4, 0))
@@ -266,7 +275,7 @@ class PageReader:
         inner = pa.Array.from_buffers(pa.string(), 1, [None, offsets, body])
         pieces = pc.split_pattern(inner, "},{").flatten()
         if len(pieces) != n:
-            return pa.array([_dumps_one(r) for r in self.records], type=pa.string())
+            return pa.array([compact_json(r) for r in self.records], type=pa.string())
         return pc.binary_join_element_wise("{", pieces, "}", "")
 
 
@@ -282,6 +291,21 @@ def _cast_iso(text: pa.Array) -> pa.Array:
     return text.cast(pa.timestamp("ns", tz="UTC")).cast(UTC_TIMESTAMP, safe=False)
 
 
+def parse_iso_instant(text: str) -> datetime | None:
+    """One ISO 8601 date-time as `iso_instants` reads it (no offset = UTC), or None if it is not.
+
+    For one record's start when the batch could not be normalized: the same parser, so a
+    rejected record is assigned to the day its row would have had.
+    """
+    value = pa.array([text.strip() or None], pa.string())
+    for candidate in (value, pc.binary_join_element_wise(value, "Z", "")):
+        try:
+            return _cast_iso(candidate)[0].as_py()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, OverflowError):
+            continue
+    return None
+
+
 def _first_unparseable(text: pa.Array) -> int:
     """Index of the first value the ISO cast refuses (slow path: one cast per value)."""
     for i, value in enumerate(text.to_pylist()):
@@ -294,11 +318,12 @@ def _first_unparseable(text: pa.Array) -> int:
     return 0
 
 
-def _dumps_one(record: dict[str, Any]) -> str:
+def compact_json(value: Any) -> str:
+    """`value` as compact JSON text (orjson; the stdlib for what orjson refuses, e.g. int keys)."""
     try:
-        return orjson.dumps(record).decode()
+        return orjson.dumps(value).decode()
     except (orjson.JSONEncodeError, TypeError):
-        return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _first_out_of_range(values: list[Any]) -> int:
@@ -311,7 +336,8 @@ def _first_out_of_range(values: list[Any]) -> int:
 # -- lenient converters (slow path only) ------------------------------------------------------
 
 
-def _as_int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
+    """An integer field's value under the lenient rules above; raises TypeError/ValueError."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -360,7 +386,7 @@ def _short(value: Any) -> str:
 
 
 _CONVERTERS: dict[pa.DataType, Callable[[Any], Any]] = {
-    pa.int64(): _as_int,
+    pa.int64(): as_int,
     pa.string(): _as_text,
     pa.bool_(): _as_bool,
 }

@@ -17,7 +17,7 @@ Choices worth knowing:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from cdr_assets.normalize.common import (
     PageReader,
+    as_int,
     blank_to_null_many,
     cdr_table,
     constant,
@@ -40,6 +41,8 @@ from cdr_assets.records import JsonRecords
 from cdr_assets.schema import CDR_SCHEMA
 
 VENDOR = "yeastar"
+ID_FIELD = "uid"
+"""The field that becomes `cdr_id`."""
 
 _TEXT = pa.string()
 _INT = pa.int64()
@@ -119,12 +122,12 @@ def normalize_yeastar_records(
     zone = zone_key(timezone)
     if len(records) == 0:
         return CDR_SCHEMA.empty_table()
-    page = PageReader(records, vendor=VENDOR, id_field="uid")
+    page = PageReader(records, vendor=VENDOR, id_field=ID_FIELD)
     col = page.columns(_STRUCT)
     n = len(page)  # exact, also when the parse refused JSON lines' cheap count
     ingested = ingested_column(ingested_at, n)
 
-    cdr_id = page.require_text("uid", col["uid"])
+    cdr_id = page.require_text(ID_FIELD, col[ID_FIELD])
     start_us = page.seconds_to_us("timestamp", page.require_present("timestamp", col["timestamp"]))
     duration = col["duration"].fill_null(0)
     ring = col["ring_duration"].fill_null(0)
@@ -218,6 +221,18 @@ def normalize_yeastar_records(
             "ingested_at": ingested,
         }
     )
+
+
+def record_start(record: Any) -> datetime | None:
+    """Best-effort start instant of one record (`timestamp`, epoch seconds, int or numeric text),
+    for a record that could not be normalized; None when it has no usable one."""
+    if not isinstance(record, dict):
+        return None
+    try:
+        seconds = as_int(record.get("timestamp"))
+        return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 def _party(combined: pa.Array, number: pa.Array, name: pa.Array) -> tuple[pa.Array, pa.Array]:

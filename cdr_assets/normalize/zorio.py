@@ -32,6 +32,7 @@ from cdr_assets.normalize.common import (
     ingested_column,
     local_dates,
     map_enum,
+    parse_iso_instant,
     us_to_timestamps,
     zone_key,
 )
@@ -39,6 +40,8 @@ from cdr_assets.records import JsonRecords
 from cdr_assets.schema import CDR_SCHEMA
 
 VENDOR = "zorio"
+ID_FIELD = "uuid"
+"""The field that becomes `cdr_id`."""
 
 _TEXT = pa.string()
 _INT = pa.int64()
@@ -114,12 +117,12 @@ def normalize_zorio_records(
     zone = zone_key(timezone)
     if len(records) == 0:
         return CDR_SCHEMA.empty_table()
-    page = PageReader(records, vendor=VENDOR, id_field="uuid")
+    page = PageReader(records, vendor=VENDOR, id_field=ID_FIELD)
     col = page.columns(_STRUCT)
     n = len(page)  # exact, also when the parse refused JSON lines' cheap count
     ingested = ingested_column(ingested_at, n)
 
-    cdr_id = page.require_text("uuid", col["uuid"])
+    cdr_id = page.require_text(ID_FIELD, col[ID_FIELD])
     page.require_present("start_time", col["start_time"])
     start, answer, given_end = page.iso_instants(
         {name: col[name] for name in ("start_time", "answer_time", "end_time")}
@@ -182,3 +185,12 @@ def normalize_zorio_records(
             "ingested_at": ingested,
         }
     )
+
+
+def record_start(record: Any) -> datetime | None:
+    """Best-effort start instant of one record (`start_time`, ISO 8601, no offset = UTC), for a
+    record that could not be normalized; None when it has no usable one."""
+    if not isinstance(record, dict):
+        return None
+    value = record.get("start_time")
+    return parse_iso_instant(value) if isinstance(value, str) else None

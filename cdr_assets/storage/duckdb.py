@@ -1,15 +1,15 @@
 """The analysts' DuckDB file: views over the Parquet tree, written only when they change.
 
 This module owns the DuckDB file at `storage.duckdb_path`. It holds no data, only one VIEW per
-table (`cdr`, `recordings`) over `<data_dir>/<table>/*/*/*.parquet`, so ingestion never writes
-rows into DuckDB and never competes for its single-writer lock: a new partition is a new Parquet
-file, and every query re-globs the tree. The view's text depends only on `data_dir`, the table's
-Arrow schema and the DuckDB features available, so `ensure_views` opens the file read-only, sees
-that the views are current and returns without writing; an analyst holding the file open
-read-only (DBeaver, the CLI, pandas) does not stop ingestion. A write happens only when a view is
-missing or stale (first run, schema change); it retries a held lock with backoff for a bounded
-time and then names the file in a clear error. A new file is built aside and hard-linked into
-place, so concurrent first runs never open a half-created file.
+table (`cdr`, `recordings`, `cdr_rejects`) over `<data_dir>/<table>/*/*/*.parquet`, so ingestion
+never writes rows into DuckDB and never competes for its single-writer lock: a new partition is
+a new Parquet file, and every query re-globs the tree. The view's text depends only on
+`data_dir`, the table's Arrow schema and the DuckDB features available, so `ensure_views` opens
+the file read-only, sees that the views are current and returns without writing; an analyst
+holding the file open read-only (DBeaver, the CLI, pandas) does not stop ingestion. A write
+happens only when a view is missing or stale (first run, schema change); it retries a held lock
+with backoff for a bounded time and then names the file in a clear error. A new file is built
+aside and hard-linked into place, so concurrent first runs never open a half-created file.
 
 View shape (DuckDB >= 1.4, which has `read_parquet(..., allow_empty=true)`):
 
@@ -25,9 +25,12 @@ The typed branch fixes names, order and types even before the first file exists 
 files lack a newer column); `allow_empty` returns a placeholder column `empty` when nothing
 matches, which the `COLUMNS` filter removes. Hive partitioning is on with pinned types: the
 files carry `pbx` and `call_date` themselves (PartitionWriter checks they equal the path), and
-the path values let DuckDB skip whole files on `WHERE pbx = ... AND call_date ...`. On an older
-DuckDB the view falls back to a plain `read_parquet` once files exist, or a typed empty SELECT
-before (that transition needs one write).
+the path values let DuckDB skip whole files on `WHERE pbx = ... AND call_date ...`. DuckDB lets
+a path value override the file's, so a table whose schema allows NULL in `pbx` or `call_date`
+(`cdr_rejects`: a reject of unknown day is filed under the day fetched) is read with hive
+partitioning off: the view shows the file's values, and row-group statistics still prune.
+On an older DuckDB the view falls back to a plain `read_parquet` once files exist, or a typed
+empty SELECT before (that transition needs one write).
 
 It must not write Parquet, know vendors or HTTP, or keep a connection open.
 """
@@ -160,10 +163,16 @@ def _glob(data_root: str, table: str) -> str:
     return f"{data_root}/{table}/*/*/*.parquet"
 
 
-def _typed_empty(schema: pa.Schema, json_cols: set[str]) -> str:
+def _hive_safe(schema: pa.Schema) -> bool:
+    """True when the path's partition values equal the file's: no NULL they could override."""
+    return all(not schema.field(n).nullable for n in HIVE_TYPES if n in schema.names)
+
+
+def _typed_empty(schema: pa.Schema, json_cols: set[str], *, hive: bool) -> str:
     cols = [(f.name, duckdb_type(f.type)) for f in schema]
     names = {n for n, _ in cols}
-    cols += [(n, t) for n, t in HIVE_TYPES.items() if n not in names]
+    if hive:
+        cols += [(n, t) for n, t in HIVE_TYPES.items() if n not in names]
     parts = [
         f"CAST(NULL AS {'JSON' if n in json_cols else t}) AS {_quote_ident(n)}" for n, t in cols
     ]
@@ -185,18 +194,23 @@ def view_select(
         if json_ok
         else set()
     )
-    hive = ", ".join(f"{_quote_str(k)}: {v}" for k, v in HIVE_TYPES.items())
-    options = f"union_by_name = true, hive_partitioning = true, hive_types = {{{hive}}}"
+    hive = _hive_safe(schema)
+    if hive:
+        types = ", ".join(f"{_quote_str(k)}: {v}" for k, v in HIVE_TYPES.items())
+        options = f"union_by_name = true, hive_partitioning = true, hive_types = {{{types}}}"
+    else:
+        options = "union_by_name = true, hive_partitioning = false"
     scan = f"read_parquet({_quote_str(_glob(data_root, table))}"
+    empty = _typed_empty(schema, json_cols, hive=hive)
     if empty_ok:
         inner = (
-            f"SELECT COLUMNS(lambda c: c <> 'empty') FROM ({_typed_empty(schema, json_cols)} "
+            f"SELECT COLUMNS(lambda c: c <> 'empty') FROM ({empty} "
             f"UNION ALL BY NAME SELECT * FROM {scan}, allow_empty = true, {options}))"
         )
     elif files_exist:
         inner = f"SELECT * FROM {scan}, {options})"
     else:
-        inner = _typed_empty(schema, json_cols)
+        inner = empty
     if not json_cols:
         return inner
     casts = ", ".join(f"CAST({_quote_ident(c)} AS JSON) AS {_quote_ident(c)}" for c in json_cols)

@@ -10,6 +10,7 @@ lives in `cdr_assets.recordings`, the files in `cdr_assets.storage.archive`.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -105,3 +106,58 @@ def write_manifest(
         if batch:
             writer.write(pa.Table.from_pylist(batch, schema=schema))
         return writer.commit()
+
+
+class ManifestCheckpoint:
+    """Rewrites a day's manifest while its recordings are archived, so a killed run leaves a
+    manifest of what it finished and the next run downloads only the rest.
+
+    Rows settled so far replace the day's earlier rows; the partition is rewritten (atomically,
+    like any write) when `every_s` seconds have passed since the last write. The final write
+    is the caller's `write_manifest` of the whole day.
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        pbx: str,
+        call_date: date,
+        earlier: Mapping[str, ManifestRow],
+        *,
+        every_s: float = 10.0,
+        schema: pa.Schema | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.data_dir, self.pbx, self.call_date = data_dir, pbx, call_date
+        self.schema = schema
+        self.storage_options = storage_options
+        self.every_s = every_s
+        self._rows: dict[str, ManifestRow] = dict(earlier)
+        self._unwritten = 0
+        self._last_write = time.monotonic()
+        self.writes = 0
+
+    def record(self, row: ManifestRow) -> None:
+        """Take a settled row; write the partition if a checkpoint is due."""
+        if self._rows.get(row.cdr_id) == row:
+            return  # kept as it was: nothing new to persist
+        self._rows[row.cdr_id] = row
+        self._unwritten += 1
+        if time.monotonic() - self._last_write >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the rows settled so far (with the earlier rows of the rest of the day)."""
+        if not self._unwritten:
+            return
+        write_manifest(
+            self.data_dir,
+            self.pbx,
+            self.call_date,
+            self._rows.values(),
+            self.schema,
+            self.storage_options,
+        )
+        self._unwritten = 0
+        self._last_write = time.monotonic()
+        self.writes += 1

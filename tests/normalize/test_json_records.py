@@ -51,7 +51,7 @@ def test_compact_body_splits_into_one_line_per_record_and_keeps_the_envelope() -
     ],
 )
 def test_other_bodies_are_left_to_a_whole_parse(text: bytes) -> None:
-    assert split_record_array(text) is None
+    assert not isinstance(split_record_array(text), tuple)
 
 
 def test_json_lines_give_the_same_rows_as_dicts_with_raw_exactly_as_received() -> None:
@@ -86,7 +86,14 @@ def test_a_wrong_type_names_field_and_record() -> None:
     records[1]["billsec"] = "abc"
     with pytest.raises(RecordFormatError, match="billsec") as caught:
         normalize(split_record_array(compact(records))[1])
-    assert caught.value.record_id == "call-1"
+    assert (caught.value.record_id, caught.value.index) == ("call-1", 1)
+
+
+def test_text_that_is_not_json_as_a_whole_blames_no_record() -> None:
+    broken = JsonRecords(b'{"uuid":"a"}\n{"uuid":"b",', 2)
+    with pytest.raises(RecordFormatError, match="not valid JSON") as caught:
+        normalize(broken)
+    assert caught.value.index is None
 
 
 def test_batches_join_text_pages_and_serialize_dict_pages_among_them() -> None:

@@ -1,4 +1,5 @@
-"""CDR_SCHEMA and RECORDINGS_SCHEMA match DESIGN.md's columns, order, types and nullability."""
+"""CDR_SCHEMA, RECORDINGS_SCHEMA and CDR_REJECTS_SCHEMA match DESIGN.md's columns, order, types
+and nullability."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from cdr_assets.normalize import NORMALIZERS, normalize_yeastar_records, normalize_zorio_records
+from cdr_assets.normalize import NORMALIZERS
 from cdr_assets.schema import (
     CDR_COLUMN_DOCS,
+    CDR_REJECTS_COLUMN_DOCS,
+    CDR_REJECTS_SCHEMA,
     CDR_SCHEMA,
     RECORDINGS_COLUMN_DOCS,
     RECORDINGS_SCHEMA,
+    TABLE_SCHEMAS,
     describe_columns,
 )
 
@@ -76,19 +80,43 @@ def test_recordings_schema_has_design_columns_in_order() -> None:
     assert RECORDINGS_SCHEMA.field("call_date").type == pa.date32()
 
 
+def test_rejects_schema_has_design_columns_and_knows_what_may_be_unknown() -> None:
+    assert [(f.name, f.type) for f in CDR_REJECTS_SCHEMA] == [
+        ("pbx", pa.string()),
+        ("vendor", pa.string()),
+        ("call_date", pa.date32()),
+        ("cdr_id", pa.string()),
+        ("field", pa.string()),
+        ("reason", pa.string()),
+        ("raw", pa.string()),
+        ("page", pa.int32()),
+        ("position", pa.int32()),
+        ("ingested_at", TS),
+    ]
+    nullable = {f.name for f in CDR_REJECTS_SCHEMA if f.nullable}
+    assert nullable == {"call_date", "cdr_id", "page", "position"}
+
+
+def test_every_warehouse_table_is_in_one_mapping() -> None:
+    assert TABLE_SCHEMAS == {
+        "cdr": CDR_SCHEMA,
+        "recordings": RECORDINGS_SCHEMA,
+        "cdr_rejects": CDR_REJECTS_SCHEMA,
+    }
+
+
 def test_every_column_is_documented_for_the_catalog() -> None:
     assert set(CDR_COLUMN_DOCS) == set(CDR_SCHEMA.names)
     assert set(RECORDINGS_COLUMN_DOCS) == set(RECORDINGS_SCHEMA.names)
-    assert all(CDR_COLUMN_DOCS.values()) and all(RECORDINGS_COLUMN_DOCS.values())
+    assert set(CDR_REJECTS_COLUMN_DOCS) == set(CDR_REJECTS_SCHEMA.names)
+    for docs in (CDR_COLUMN_DOCS, RECORDINGS_COLUMN_DOCS, CDR_REJECTS_COLUMN_DOCS):
+        assert all(docs.values())
     docs = describe_columns(CDR_SCHEMA)
     assert docs[5].name == "start_time" and docs[5].type == "TIMESTAMPTZ"
     assert docs[4].type == "DATE" and docs[8].type == "INTEGER" and not docs[0].nullable
-
-
-def test_registry_maps_vendor_names_to_normalizers() -> None:
-    assert NORMALIZERS["yeastar"] is normalize_yeastar_records
-    assert NORMALIZERS["zorio"] is normalize_zorio_records
-    assert set(NORMALIZERS) == {"yeastar", "zorio"}
+    rejects = describe_columns(CDR_REJECTS_SCHEMA)
+    assert rejects[2].description == CDR_REJECTS_COLUMN_DOCS["call_date"] and rejects[2].nullable
+    assert rejects[7].type == "INTEGER"
 
 
 def test_empty_page_gives_empty_table_with_the_schema() -> None:

@@ -349,15 +349,17 @@ def test_non_integer_duration_names_field_and_uid(bad: Any) -> None:
         rows([record(uid="GOOD"), record(uid="BAD-UID", duration=bad)])
     assert info.value.field == "duration"
     assert info.value.record_id == "BAD-UID"
+    assert info.value.index == 1
     assert "BAD-UID" in str(info.value) and "duration" in str(info.value)
 
 
-def test_missing_uid_names_the_field_and_position() -> None:
+def test_missing_uid_names_the_field_and_carries_the_index() -> None:
     with pytest.raises(RecordFormatError) as info:
         rows([record(), record(uid=...)])
     assert info.value.field == "uid"
     assert info.value.record_id is None
-    assert "item 1" in str(info.value)
+    assert info.value.index == 1
+    assert "item" not in str(info.value)  # the caller, who knows pages, names the position
 
 
 def test_blank_uid_is_rejected() -> None:
@@ -385,8 +387,9 @@ def test_duration_beyond_int32_is_a_format_error() -> None:
 
 @pytest.mark.parametrize("bad", [None, "uid", 7, ["uid", "x"]])
 def test_non_dict_record_is_a_format_error(bad: Any) -> None:
-    with pytest.raises(RecordFormatError, match="JSON object"):
+    with pytest.raises(RecordFormatError, match="JSON object") as info:
         rows([record(), bad])
+    assert (info.value.field, info.value.index) == ("<record>", 1)
 
 
 def test_naive_ingested_at_is_refused() -> None:

@@ -221,7 +221,7 @@ def test_spring_forward_day_starts_and_ends_at_local_midnight() -> None:
 def test_unparseable_time_names_field_and_uuid(bad: str) -> None:
     with pytest.raises(RecordFormatError) as info:
         rows([record(uuid="ok"), record(uuid="bad-one", end_time=bad)])
-    assert (info.value.field, info.value.record_id) == ("end_time", "bad-one")
+    assert (info.value.field, info.value.record_id, info.value.index) == ("end_time", "bad-one", 1)
     assert bad in str(info.value)
 
 

@@ -131,8 +131,8 @@ def test_readers_never_see_a_partition_being_written(paths: tuple[Path, Path]) -
     _write(data, "hq", DAY, ["old1", "old2"])
     with PartitionWriter(str(data), "cdr", "hq", DAY, SMALL_SCHEMA, row_group_size=2) as w:
         w.write(rows("hq", DAY, ["new1", "new2", "new3", "new4"]))
-        day_dir = data / "cdr" / "pbx=hq" / f"call_date={DAY}"
-        assert any(p.name.endswith(".tmp") for p in day_dir.iterdir())
+        staging = data / ".staging" / "cdr" / "pbx=hq" / f"call_date={DAY}"
+        assert any(p.name.endswith(".tmp") for p in staging.iterdir())
         assert _query(db, "SELECT cdr_id FROM cdr ORDER BY 1") == [("old1",), ("old2",)]
         w.commit()
     assert _query(db, "SELECT count(*) FROM cdr") == [(4,)]
