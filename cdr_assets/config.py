@@ -1,14 +1,17 @@
 """The `cdr_assets.yaml` file: parsing, validation and secret references.
 
-Owns the shape of the config file (DESIGN.md) and turns `{env: NAME}` into `dg.EnvVar(NAME)`
-so secrets are resolved by Dagster at run launch and never stored. It must not open network
-connections or files other than the config itself.
+Owns the shape of the config file (DESIGN.md) and turns `{env: NAME}` (or its `dg` template
+spelling `'{{ env.NAME }}'`) into `dg.EnvVar(NAME)` so secrets are resolved by Dagster at run
+launch and never stored, and the key-named lines a validation error is reported as
+(`config_problems`, shared with the `dg` Component). It must not open network connections or
+files other than the config itself.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,10 +22,25 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cdr_assets.errors import ConfigError
+from cdr_assets.vendors.links import parse_host_entry
 
 CONFIG_ENV_VAR = "CDR_ASSETS_CONFIG"
 DEFAULT_CONFIG_PATH = "./cdr_assets.yaml"
 _PBX_NAME = re.compile(r"^[a-z0-9_]+$")
+DEFAULT_STATE_DIR = "./data/.state"
+# `{{ env.NAME }}` / `{{ env('NAME') }}`: how a `dg` defs.yaml writes `{env: NAME}`.
+_ENV_TEMPLATE = re.compile(
+    r"""^\s*\{\{\s*env(?:\.([A-Za-z_]\w*)|\(\s*['"]([A-Za-z_]\w*)['"]\s*\))\s*\}\}\s*$"""
+)
+# Parts of a pydantic error location that name a union member, not a key of the document.
+_UNION_TAGS = frozenset({"yeastar", "zorio", "str", "EnvRef"})
+
+
+def env_template_name(value: object) -> str | None:
+    """`'{{ env.HQ_SECRET }}'` -> `'HQ_SECRET'`; anything else (a literal, another template)
+    -> None, so only a whole-value reference is ever taken for one."""
+    match = _ENV_TEMPLATE.match(value) if isinstance(value, str) else None
+    return (match.group(1) or match.group(2)) if match else None
 
 
 class EnvRef(BaseModel):
@@ -50,6 +68,24 @@ class StorageConfig(_Strict):
         description="fsspec options for recordings_dir, e.g. {client_kwargs: {endpoint_url: "
         "...}} for an S3-compatible store; credentials come from the environment",
     )
+    state_dir: str = Field(
+        default="",
+        description="local directory of state shared by runs and processes (the auth breaker "
+        "that keeps a refused credential from being retried); never a URL. Default: "
+        "<data_dir>/.state when data_dir is local, else ./data/.state",
+    )
+
+    @model_validator(mode="after")
+    def _local_state_dir(self) -> StorageConfig:
+        if not self.state_dir.strip():
+            local = "://" not in self.data_dir
+            self.state_dir = f"{self.data_dir.rstrip('/')}/.state" if local else DEFAULT_STATE_DIR
+        elif "://" in self.state_dir:
+            raise ValueError(
+                f"state_dir {self.state_dir!r} must be a local directory path (the auth breaker "
+                "locks files in it)"
+            )
+        return self
 
 
 class PbxConfigBase(_Strict):
@@ -72,6 +108,67 @@ class PbxConfigBase(_Strict):
     archive_recordings: bool = True
     schedule_lag_minutes: int = Field(default=120, ge=0, lt=24 * 60)
     schedule_rerun_days: int = Field(default=1, ge=0, le=31)
+    freshness_grace_minutes: int = Field(
+        default=120,
+        ge=0,
+        description="the assets are stale when the closed day was not materialized by the "
+        "schedule's tick plus this long",
+    )
+    pbx_lock_timeout_minutes: float = Field(
+        default=240,
+        gt=0,
+        description="how long a run waits for another live run of the same PBX before failing",
+    )
+    auth_cooldown_minutes: float = Field(
+        default=60,
+        gt=0,
+        description="minutes a refused credential is not tried again (unless it changes)",
+    )
+    retry_after_max_s: float = Field(
+        default=60,
+        gt=0,
+        description="longest Retry-After waited for; a longer one fails the request at once",
+    )
+    recording_hosts: list[str] = Field(
+        default_factory=list,
+        description="hosts ('host' or 'host:port') besides base_url's that recording links "
+        "may lead to, e.g. the vendor's storage",
+    )
+
+    completeness_passes: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="passes over a query window (each from page 1) before its completeness "
+        "check fails: a pass counts when its total held still and its distinct CDR ids equal it",
+    )
+    on_bad_record: Literal["quarantine", "fail"] = Field(
+        default="quarantine",
+        description="a record that cannot be normalized goes to cdr_rejects (the day's other "
+        "CDRs land and a check fails) or fails the day",
+    )
+    max_rejected_records: int = Field(
+        default=1000,
+        ge=0,
+        description="more rejected records than this in one batch fail the day: a format change, "
+        "not a stray record",
+    )
+
+    @field_validator("recording_hosts")
+    @classmethod
+    def _check_recording_hosts(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_host_entry(entry)
+        return value
+
+    @model_validator(mode="after")
+    def _deadline_within_the_day(self) -> PbxConfigBase:
+        if not 1 <= self.schedule_lag_minutes + self.freshness_grace_minutes < 24 * 60:
+            raise ValueError(
+                "schedule_lag_minutes + freshness_grace_minutes must be 1..1439 (the freshness "
+                "deadline is a time of the local day after midnight)"
+            )
+        return self
 
     @field_validator("name")
     @classmethod
@@ -89,6 +186,12 @@ class PbxConfigBase(_Strict):
             raise ValueError(f"{value!r} is not an IANA time zone (e.g. Asia/Singapore)") from None
         return value
 
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _base_url_template_is_a_reference(cls, value: Any) -> Any:
+        name = env_template_name(value)
+        return {"env": name} if name else value
+
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str | EnvRef) -> str | EnvRef:
@@ -96,8 +199,9 @@ class PbxConfigBase(_Strict):
             raise ValueError(f"{value!r} must be an http(s) URL such as https://192.0.2.10:8088")
         return value.rstrip("/") if isinstance(value, str) else value
 
-    def resource_settings(self) -> dict[str, Any]:
-        """Fields shared by both vendor resources."""
+    def resource_settings(self, storage: StorageConfig | None = None) -> dict[str, Any]:
+        """Fields shared by both vendor resources. The auth breaker keeps its state in
+        `storage.state_dir`; without `storage`, in the resource's process only."""
         return {
             "pbx_name": self.name,
             "base_url": _value(self.base_url),
@@ -108,6 +212,10 @@ class PbxConfigBase(_Strict):
             "max_retries": self.max_retries,
             "user_agent": self.user_agent,
             "download_concurrency": self.recording_concurrency,
+            "retry_after_max_s": self.retry_after_max_s,
+            "recording_hosts": list(self.recording_hosts),
+            "auth_state_dir": storage.state_dir if storage is not None else None,
+            "auth_cooldown_minutes": self.auth_cooldown_minutes,
         }
 
 
@@ -124,15 +232,21 @@ class YeastarPbxConfig(PbxConfigBase):
     page_size: int = Field(default=1000, ge=1, le=10000)
     date_format: str | None = None
     clock: Literal[12, 24] | None = None
+    verify_clock: bool = True
+    window_overlap_minutes: int = Field(default=60, ge=1, le=720)
+    recording_format: Literal["auto", "wav", "mp3"] = "auto"
 
-    def resource_settings(self) -> dict[str, Any]:
+    def resource_settings(self, storage: StorageConfig | None = None) -> dict[str, Any]:
         return {
-            **super().resource_settings(),
+            **super().resource_settings(storage),
             "client_id": self.client_id.as_env_var(),
             "client_secret": self.client_secret.as_env_var(),
             "page_size": self.page_size,
             "date_format": self.date_format,
             "clock": self.clock,
+            "verify_clock": self.verify_clock,
+            "window_overlap_minutes": self.window_overlap_minutes,
+            "recording_format": self.recording_format,
         }
 
 
@@ -149,9 +263,9 @@ class ZorioPbxConfig(PbxConfigBase):
     max_window_days: int = Field(default=30, ge=1)
     query_timezone: str | None = None
 
-    def resource_settings(self) -> dict[str, Any]:
+    def resource_settings(self, storage: StorageConfig | None = None) -> dict[str, Any]:
         return {
-            **super().resource_settings(),
+            **super().resource_settings(storage),
             "api_token": self.api_token.as_env_var(),
             "per_page": self.per_page,
             "max_window_days": self.max_window_days,
@@ -179,9 +293,15 @@ class CdrAssetsConfig(_Strict):
 
 
 def _require_env_ref(value: Any) -> Any:
-    """Secrets never sit in the config file itself: only `{env: NAME}` is accepted."""
+    """Secrets never sit in the config file itself: only `{env: NAME}` or `'{{ env.NAME }}'`."""
     if isinstance(value, str):
-        raise ValueError("secrets are given only by environment reference, e.g. {env: HQ_SECRET}")
+        name = env_template_name(value)
+        if name is None:
+            raise ValueError(
+                "secrets are given only by environment reference, e.g. {env: HQ_SECRET} or "
+                "'{{ env.HQ_SECRET }}'"
+            )
+        return {"env": name}
     return value
 
 
@@ -189,17 +309,45 @@ def _value(value: str | EnvRef) -> str | dg.EnvVar:
     return value.as_env_var() if isinstance(value, EnvRef) else value
 
 
-def _error_location(loc: tuple[int | str, ...]) -> str:
-    """`('pbxs', 0, 'yeastar', 'timezone')` -> `pbxs[0].timezone` (drops union tags)."""
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif part in ("yeastar", "zorio", "str", "EnvRef") or "[" in str(part):
-            continue
-        else:
-            text += f".{part}" if text else str(part)
-    return text or "(top level)"
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong with a config document: the key path into it and what is wrong there."""
+
+    #: Keys and list indexes from the document's root, e.g. `('pbxs', 0, 'timezone')`.
+    path: tuple[str | int, ...]
+    message: str
+
+    @property
+    def where(self) -> str:
+        """`pbxs[0].timezone`, or `(top level)` for the document itself."""
+        text = ""
+        for part in self.path:
+            if isinstance(part, int):
+                text += f"[{part}]"
+            else:
+                text += f".{part}" if text else part
+        return text or "(top level)"
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+def config_problems(exc: ValidationError) -> list[ConfigProblem]:
+    """Each distinct error of a validation of `CdrAssetsConfig` (or a part of it), located by
+    document keys: union members (`yeastar`, `str`, `function-after[...]`) are dropped, and a
+    wrong `vendor` points at that key. Messages never carry the offending input (a secret)."""
+    problems: dict[ConfigProblem, None] = {}
+    for error in exc.errors():
+        path = tuple(
+            part
+            for part in error["loc"]
+            if isinstance(part, int) or (part not in _UNION_TAGS and "[" not in part)
+        )
+        if error["type"] == "union_tag_invalid":
+            path += (str(error.get("ctx", {}).get("discriminator", "")).strip("'"),)
+        message = error["msg"].removeprefix("Value error, ")
+        problems[ConfigProblem(path, message)] = None
+    return list(problems)
 
 
 def parse_config(data: Any, source: str = "config") -> CdrAssetsConfig:
@@ -207,12 +355,8 @@ def parse_config(data: Any, source: str = "config") -> CdrAssetsConfig:
     try:
         return CdrAssetsConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{_error_location(error['loc'])}: {message}")
-        unique = list(dict.fromkeys(problems))
-        raise ConfigError(f"{source} is invalid:\n  " + "\n  ".join(unique)) from None
+        lines = "\n  ".join(str(problem) for problem in config_problems(exc))
+        raise ConfigError(f"{source} is invalid:\n  {lines}") from None
 
 
 def config_path() -> Path:

@@ -1,4 +1,8 @@
-"""Build one PBX's Dagster definitions from its config entry: the asset factory."""
+"""Build one PBX's Dagster definitions from its config entry: the asset factory.
+
+Both front doors use it: `cdr_assets.definitions` (the `cdr_assets.yaml` file) and the `dg`
+Component (`defs.yaml`); Python users call `build_definitions` / `build_pbx_definitions`.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,17 @@ import warnings
 
 import dagster as dg
 
-from cdr_assets.assets.cdr import build_cdr_asset
 from cdr_assets.assets.partitions import daily_partitions
-from cdr_assets.assets.recordings import build_recordings_asset
+from cdr_assets.assets.pbx_assets import build_pbx_assets
 from cdr_assets.assets.schedules import build_daily_schedule
+from cdr_assets.assets.translator import CdrAssetsTranslator
 from cdr_assets.config import CdrAssetsConfig, PbxConfigBase, StorageConfig
 from cdr_assets.vendors import VENDOR_RESOURCES
+
+#: A whole-step retry for what the clients' own HTTP retries could not absorb (a PBX restart).
+#: Only transient faults reach it: answers that will not change and refused credentials fail
+#: the step with `allow_retries=False`.
+DEFAULT_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL)
 
 
 def resource_key_for(pbx: PbxConfigBase) -> str:
@@ -22,36 +31,46 @@ def build_pbx_definitions(
     pbx: PbxConfigBase,
     storage: StorageConfig,
     *,
-    retry_policy: dg.RetryPolicy | None = None,
+    retry_policy: dg.RetryPolicy | None = DEFAULT_RETRY_POLICY,
+    translator: CdrAssetsTranslator | None = None,
 ) -> dg.Definitions:
     """`<name>/cdr`, `<name>/recordings` (with their checks), the PBX's API resource, a job and
     its daily schedule. Secrets stay `dg.EnvVar`s, resolved by Dagster at run launch."""
     partitions = daily_partitions(pbx)
     resource_key = resource_key_for(pbx)
-    resource = VENDOR_RESOURCES[pbx.vendor](**pbx.resource_settings())
+    resource = VENDOR_RESOURCES[pbx.vendor](**pbx.resource_settings(storage))
     with warnings.catch_warnings():
-        # BackfillPolicy is beta, yet it is Dagster's way to run a range of days as one run.
-        warnings.simplefilter("ignore", dg.BetaWarning)
-        cdr = build_cdr_asset(pbx, storage, partitions, resource_key, retry_policy)
-        assets = [cdr]
-        if pbx.archive_recordings:
-            assets.append(build_recordings_asset(pbx, storage, partitions, resource_key, cdr.key))
-    job = dg.define_asset_job(f"{pbx.name}_daily_job", selection=assets)
+        # Partitioned check specs are a preview, yet they are how a check has a result per day.
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        assets = build_pbx_assets(
+            pbx,
+            storage,
+            partitions,
+            resource_key,
+            translator=translator or CdrAssetsTranslator(),
+            retry_policy=retry_policy,
+        )
+    job = dg.define_asset_job(f"{pbx.name}_daily_job", selection=[assets])
     return dg.Definitions(
-        assets=assets,
+        assets=[assets],
         jobs=[job],
-        schedules=[build_daily_schedule(pbx, job)],
+        schedules=[build_daily_schedule(pbx, job.name)],
         resources={resource_key: resource},
     )
 
 
 def build_definitions(
-    config: CdrAssetsConfig, *, retry_policy: dg.RetryPolicy | None = None
+    config: CdrAssetsConfig,
+    *,
+    retry_policy: dg.RetryPolicy | None = DEFAULT_RETRY_POLICY,
+    translator: CdrAssetsTranslator | None = None,
 ) -> dg.Definitions:
     """Every PBX of one config; the entry point for users assembling their own Definitions."""
     return dg.Definitions.merge(
         *(
-            build_pbx_definitions(pbx, config.storage, retry_policy=retry_policy)
+            build_pbx_definitions(
+                pbx, config.storage, retry_policy=retry_policy, translator=translator
+            )
             for pbx in config.pbxs
         )
     )

@@ -4,25 +4,23 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from cdr_assets.assets.partitions import PARTITION_FORMAT
 from cdr_assets.config import PbxConfigBase
 
 
-def build_daily_schedule(
-    pbx: PbxConfigBase, job: dg.JobDefinition | UnresolvedAssetJobDefinition
-) -> dg.ScheduleDefinition:
+def build_daily_schedule(pbx: PbxConfigBase, job_name: str) -> dg.ScheduleDefinition:
     """Runs at local midnight + `schedule_lag_minutes`, so calls that ended after midnight and
     late CDRs are in; it also re-runs the `schedule_rerun_days` days before, which picks up
-    recordings and status changes that arrived late (a re-run replaces, never duplicates)."""
+    recordings and status changes that arrived late (a re-run replaces, never duplicates).
+    One run per day, so each day's checks are tied to its own materialization."""
     hour, minute = divmod(pbx.schedule_lag_minutes, 60)
 
     @dg.schedule(
         name=f"{pbx.name}_daily",
         cron_schedule=f"{minute} {hour} * * *",
         execution_timezone=pbx.timezone,
-        job=job,
+        job_name=job_name,
         description=f"Materializes {pbx.name}'s last closed day and "
         f"{pbx.schedule_rerun_days} day(s) before it, {pbx.schedule_lag_minutes} min after "
         "local midnight.",

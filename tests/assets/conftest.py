@@ -72,14 +72,16 @@ class Pipeline:
     sim: Simulator
     config: CdrAssetsConfig
     instance: dg.DagsterInstance
+    #: The step retry policy (none by default: a test that wants one sets a quick one).
+    retry_policy: dg.RetryPolicy | None = None
 
     @property
     def defs(self) -> dg.Definitions:
-        return build_definitions(self.config)
+        return build_definitions(self.config, retry_policy=self.retry_policy)
 
     def materialize(
         self,
-        selection: str,
+        selection: str | dg.AssetSelection,
         partition: str | None = None,
         *,
         partition_range: tuple[str, str] | None = None,
@@ -92,6 +94,16 @@ class Pipeline:
                 "dagster/asset_partition_range_start": partition_range[0],
                 "dagster/asset_partition_range_end": partition_range[1],
             }
+        if isinstance(selection, dg.AssetSelection):  # e.g. checks alone: run them as a job
+            # As the UI does for checks: the partition goes in a tag (Dagster 1.13 derives a
+            # job's partitions from its selected assets, and checks alone select none).
+            if partition is not None:
+                tags["dagster/partition"] = partition
+            job = dg.define_asset_job("selected", selection=selection)
+            selected = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
+            return selected.resolve_job_def("selected").execute_in_process(
+                instance=self.instance, tags=tags, raise_on_error=raise_on_error
+            )
         return dg.materialize(
             list(defs.assets or []),
             resources=defs.resources,
@@ -101,6 +113,25 @@ class Pipeline:
             tags=tags,
             raise_on_error=raise_on_error,
         )
+
+    def materializations(
+        self, result: dg.ExecuteInProcessResult, key: str
+    ) -> dict[str | None, dict[str, Any]]:
+        """Each partition's materialization metadata (plain values) of asset `key` in a run."""
+        pbx = key.split("/", 1)[0]
+        out: dict[str | None, dict[str, Any]] = {}
+        for event in result.asset_materializations_for_node(f"{pbx}_cdr_and_recordings"):
+            if event.asset_key.to_user_string() == key:
+                out[event.partition] = {k: v.value for k, v in event.metadata.items()}
+        return out
+
+    @staticmethod
+    def checks(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str, str | None], bool]:
+        """(asset key, check name, partition) -> passed, for every check result of a run."""
+        return {
+            (e.asset_key.to_user_string(), e.check_name, e.partition): e.passed
+            for e in result.get_asset_check_evaluations()
+        }
 
     def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
         with duckdb.connect(self.config.storage.duckdb_path, read_only=True) as con:

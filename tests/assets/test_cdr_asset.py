@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -17,6 +17,9 @@ from tests.assets.conftest import DAY, Pipeline
 
 def _check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+CDR_CHECKS = {"cdr_id_unique": True, "cdr_complete": True, "no_rejected_records": True}
 
 
 def _ids(pipeline: Pipeline, pbx: str, day: date) -> list[str]:
@@ -38,10 +41,11 @@ def test_partition_holds_exactly_the_days_calls(
     pipeline = make_pipeline()
     result = pipeline.materialize(f"{pbx}/cdr", DAY.isoformat())
     assert _ids(pipeline, pbx, DAY) == _sim_ids(pipeline, vendor, DAY)
-    assert _check_results(result) == {"cdr_id_unique": True, "count_matches_api_total": True}
-    materialization = result.asset_materializations_for_node(f"{pbx}__cdr")[0]
-    assert materialization.metadata["rows"].value == len(_sim_ids(pipeline, vendor, DAY))
-    assert "cdr_id" in materialization.metadata["preview"].value
+    window = {"cdr_in_query_window": True} if vendor == "yeastar" else {}
+    assert _check_results(result) == CDR_CHECKS | window
+    metadata = pipeline.materializations(result, f"{pbx}/cdr")[str(DAY)]
+    assert metadata["dagster/partition_row_count"] == len(_sim_ids(pipeline, vendor, DAY))
+    assert "cdr_id" in metadata["preview"]
 
 
 def test_rerun_replaces_the_partition_without_duplicates(
@@ -123,21 +127,33 @@ def test_bad_api_body_fails_naming_pbx_endpoint_partition_and_keeps_data(
     assert pipeline.query("SELECT count(*) FROM cdr") == before
 
 
-def test_record_of_wrong_type_fails_naming_field_endpoint_and_partition(
+def test_a_record_of_the_wrong_type_is_quarantined_and_holds_back_the_days_recordings(
     make_pipeline: Callable[..., Pipeline],
 ) -> None:
     pipeline = make_pipeline()
-    pipeline.materialize("saigon/cdr", DAY.isoformat())
-    before = pipeline.query("SELECT cdr_id, raw FROM cdr ORDER BY cdr_id")
-    record = {**pipeline.sim.calls("zorio", DAY)[0], "duration": "forty"}
-    body = {"current_page": 1, "data": [record], "last_page": 1, "per_page": 9, "total": 1}
-    pipeline.sim.faults.fail_next("/api/pbx/cdr", 200, body=json.dumps(body).encode())
-    result = pipeline.materialize("saigon/cdr", DAY.isoformat(), raise_on_error=False)
-    failure = next(e for e in result.all_events if e.is_step_failure)
-    message = str(failure.step_failure_data.error)
-    for part in ("'saigon'", "/api/pbx/cdr", str(DAY), "'duration'", record["uuid"]):
-        assert part in message
-    assert pipeline.query("SELECT cdr_id, raw FROM cdr ORDER BY cdr_id") == before
+    record = pipeline.sim.calls("zorio", DAY)[0]
+    pipeline.sim.faults.override_record("zorio", record["uuid"], duration="forty")
+    result = pipeline.materialize(
+        "saigon/cdr,saigon/recordings", DAY.isoformat(), raise_on_error=False
+    )
+    assert not result.success  # a blocking check failed
+    ids = _ids(pipeline, "saigon", DAY)
+    assert record["uuid"] not in ids and len(ids) == len(_sim_ids(pipeline, "zorio", DAY)) - 1
+    checks = pipeline.checks(result)
+    assert checks[("saigon/cdr", "no_rejected_records", str(DAY))] is False
+    evaluation = next(
+        e for e in result.get_asset_check_evaluations() if e.check_name == "no_rejected_records"
+    )
+    listed = evaluation.metadata["first_rejected"].value
+    assert record["uuid"] in listed and "duration" in listed
+    assert re.search(r"page \d+, position \d+", listed)
+    (rejected,) = pipeline.query("SELECT cdr_id, field FROM cdr_rejects")
+    assert rejected == (record["uuid"], "duration")
+    assert "saigon/recordings" not in {
+        e.asset_key.to_user_string()
+        for e in result.asset_materializations_for_node("saigon_cdr_and_recordings")
+    }
+    assert pipeline.query("SELECT count(*) FROM recordings") == [(0,)]
 
 
 def test_partition_range_runs_as_one_run(make_pipeline: Callable[..., Pipeline]) -> None:

@@ -64,11 +64,11 @@ def test_every_recording_archived_with_the_served_sha256(
         body = _read(pipeline, uri)
         assert len(body) == size and body[:4] == b"RIFF"
         assert f"/{pbx}/{DAY:%Y/%m/%d}/" in uri
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks["every_recording_archived"] is True
-    metadata = result.asset_materializations_for_node(f"{pbx}__recordings")[0].metadata
-    assert metadata["archived"].value == len(expected)
-    assert metadata["bytes_downloaded"].value == sum(m[2] for m in manifest.values())
+    checks = pipeline.checks(result)
+    assert checks[(f"{pbx}/recordings", "every_recording_archived", str(DAY))] is True
+    metadata = pipeline.materializations(result, f"{pbx}/recordings")[str(DAY)]
+    assert metadata["archived"] == len(expected)
+    assert metadata["bytes_downloaded"] == sum(m[2] for m in manifest.values())
 
 
 def test_rerun_skips_intact_repairs_corrupt_keeps_one_row_each(
@@ -91,8 +91,8 @@ def test_rerun_skips_intact_repairs_corrupt_keeps_one_row_each(
     assert second[victim][3] == first[victim][3]  # sha256 of the fresh copy = original
     assert _read(pipeline, uri)[100] == body[100] ^ 0xFF
     assert second[victim][4] == first[victim][4] + 1  # attempts accumulate
-    metadata = result.asset_materializations_for_node("saigon__recordings")[0].metadata
-    assert metadata["already_archived"].value == len(first) - 1
+    metadata = pipeline.materializations(result, "saigon/recordings")[str(DAY)]
+    assert metadata["already_archived"] == len(first) - 1
     assert pipeline.query("SELECT count(*) - count(DISTINCT cdr_id) FROM recordings") == [(0,)]
 
 
