@@ -10,7 +10,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-## demo: simulator + both demo PBXs, last 3 closed days -> data/ (Parquet, DuckDB, recordings)
+## demo: simulator + `dg launch --partition-range` of the last 3 closed days of both demo PBXs
+## -> data/ (Parquet, DuckDB, recordings), runs in .dagster_home, Dagster's output in data/demo.log
 demo: $(VENV)/.installed
 	$(PY) -m cdr_assets.demo run
 
@@ -18,9 +19,9 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
-## dev: the Dagster UI (http://127.0.0.1:3000) on the demo config, simulator running
+## dev: simulator + `dg dev`: the Dagster UI on http://127.0.0.1:3000, demo config, .dagster_home
 dev: $(VENV)/.installed
-	$(PY) -m cdr_assets.demo ui
+	$(PY) -m cdr_assets.demo dev
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
