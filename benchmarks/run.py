@@ -1,7 +1,8 @@
 """`python -m benchmarks.run`: every contender on the same simulated day, one Markdown report.
 
-Owns the orchestration: the simulator in its own process (`serve.py`, page cache warmed by an
-unmeasured pass so it costs the clients almost nothing), each contender in its own subprocess
+Owns the orchestration: the simulator in its own process (`serve.py`, one list envelope for every
+contender, page cache warmed by an unmeasured pass so it costs the clients almost nothing), each
+contender in its own subprocess
 (`contenders.py`, or `dlt_contender.py` in the dlt virtualenv), the simulator's CPU time read
 from /proc around each contender, and the report (stdout + `benchmarks/results/`). It never
 runs inside the test suite and installs nothing except dlt into `benchmarks/.venv-dlt`.
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.dltenv import ensure_dlt_venv
-from benchmarks.serve import bench_config
+from benchmarks.serve import DEFAULT_ENVELOPE, bench_config
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -35,6 +36,15 @@ TIMEZONE = "Asia/Ho_Chi_Minh"
 WAV_BYTES_PER_SECOND = 16_000  # 8 kHz mono 16-bit, as the simulator serves
 CHILD_TIMEOUT_S = 3 * 3600
 BYTES_PER_CACHED_RECORD = 600  # a Zorio record is ~540 bytes of JSON
+CDR_ASSETS = "cdr_assets `ingest_cdr_day`"
+#: The Zorio list envelopes a run can serve (`serve.py --envelope`), as the report describes them.
+ENVELOPES = {
+    "laravel": "Laravel envelope (`LengthAwarePaginator::toArray()`: every paginator key, "
+               "`links` after `data`, PHP `json_encode` with `\\/`), as a real Zorio server "
+               "sends it",
+    "minimal": "minimal envelope (`current_page`, `data`, `from`, `last_page`, `per_page`, "
+               "`to`, `total`)",
+}
 
 
 @dataclass
@@ -56,10 +66,11 @@ def log(msg: str) -> None:
 class SimulatorProcess:
     """`python -m benchmarks.serve` in a subprocess; its URL and CPU seconds so far."""
 
-    def __init__(self, calls: int, big: tuple[str, int] | None) -> None:
+    def __init__(self, calls: int, big: tuple[str, int] | None, envelope: str) -> None:
         cache_mb = math.ceil(calls * BYTES_PER_CACHED_RECORD / 2**20) + 64
         cmd = [sys.executable, "-m", "benchmarks.serve", "--calls", str(calls),
-               "--timezone", TIMEZONE, "--page-cache-mb", str(cache_mb)]
+               "--timezone", TIMEZONE, "--page-cache-mb", str(cache_mb),
+               "--envelope", envelope]
         if big is not None:
             cmd += ["--recording-seconds", f"{big[0]}={big[1]}"]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -180,17 +191,32 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _ingest_note(name: str, d: dict[str, Any]) -> str:
+    """What the ingest saw (passes, completeness, rejects) and whether pages took the fast path."""
+    fast = d["fast_path"]
+    verdict = "yes" if fast["yes"] else "no"
+    how = (f"{fast['json_records']}/{fast['pages']} of the first pages came as unparsed "
+           "`JsonRecords`")
+    if fast.get("slow_reason"):
+        how += f"; the client said: {fast['slow_reason']}"
+    return (f"{name}: {d['passes']} pass(es), {'complete' if d['complete'] else 'INCOMPLETE'}, "
+            f"API total {d['api_total']:,}, fetched {d['fetched']:,}, rejected {d['rejected']:,}, "
+            f"outside the day {d['outside_day']:,}; fast path: {verdict} ({how})")
+
+
 def render(args: argparse.Namespace, results: list[Result], info: list[tuple[str, str]],
            warmup: Result | None) -> str:
     floor = next((r for r in results if r.name == "fetch floor" and r.error is None), None)
     floor_wall = floor.data["wall_s"] if floor else None
     out = [
-        f"# Benchmarks: {args.calls:,} Zorio calls, {args.per_page} per page",
+        f"# Benchmarks: {args.calls:,} Zorio calls, {args.per_page} per page, "
+        f"{args.envelope} envelope",
         "",
         f"One simulated PBX-local day ({DAY}, {TIMEZONE}; the server reads `from`/`to` in the "
         "same zone, so one local day is one server date for every contender) served on "
         "loopback by the simulator in its own process, every page pre-rendered by an "
-        "unmeasured warm-up pass. Each contender runs in its own subprocess; the machine's "
+        "unmeasured warm-up pass. Every contender gets the list pages in the "
+        f"{ENVELOPES[args.envelope]}. Each contender runs in its own subprocess; the machine's "
         "cores are shared with the simulator.",
         "",
         "| contender | rows | wall s | rows/s | × floor | peak RSS MB | RSS before work MB "
@@ -220,6 +246,8 @@ def render(args: argparse.Namespace, results: list[Result], info: list[tuple[str
         if "views_s" in d:
             notes.append(f"{r.name}: includes `ensure_views` ({d['views_s']:.2f} s); "
                          f"Parquet {d['parquet_mb']:.0f} MB")
+        if "fast_path" in d:
+            notes.append(_ingest_note(r.name, d))
     rec = [r for r in results if r.kind == "recordings"]
     if rec:
         out += [
@@ -274,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calls", type=int, default=1_000_000, help="calls in the day")
     p.add_argument("--quick", action="store_true", help="shorthand for --calls 100000")
     p.add_argument("--per-page", type=int, default=200)
+    p.add_argument("--envelope", choices=tuple(ENVELOPES), default=DEFAULT_ENVELOPE,
+                   help="Zorio list envelope every contender gets (default: %(default)s)")
     p.add_argument("--recordings", type=int, default=1000, help="0 skips the recordings case")
     p.add_argument("--big-mb", type=int, default=200, help="0 skips the single big recording")
     p.add_argument("--skip-dlt", action="store_true")
@@ -284,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true",
                    help="also write a cProfile summary of cdr_assets to results/")
     p.add_argument("--out", default=None,
-                   help="report file (default results/latest.md for 1,000,000 calls, "
-                        "results/latest-<calls>.md otherwise)")
+                   help="report file (default results/latest.md for 1,000,000 calls with the "
+                        "default envelope, results/latest-<calls>[-<envelope>].md otherwise)")
     args = p.parse_args(argv)
     args.argv = argv
     args.skipped = []
@@ -293,8 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         args.calls = 100_000
     if not 1 <= args.per_page <= 200:
         p.error("--per-page must be in 1..200 (the Zorio API's limit)")
+    suffix = "" if args.envelope == DEFAULT_ENVELOPE else f"-{args.envelope}"
     out_path = Path(args.out) if args.out else RESULTS / (
-        "latest.md" if args.calls == 1_000_000 else f"latest-{args.calls}.md")
+        "latest.md" if args.calls == 1_000_000 and not suffix
+        else f"latest-{args.calls}{suffix}.md")
 
     dlt_python: Path | None = None
     dlt_note = "skipped (--skip-dlt)"
@@ -311,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     common = ["--url", "", "--day", DAY, "--timezone", TIMEZONE, "--per-page", str(args.per_page)]
 
     log(f"starting the simulator ({args.calls:,} calls per day)")
-    sim = SimulatorProcess(args.calls, big)
+    sim = SimulatorProcess(args.calls, big, args.envelope)
     common[1] = sim.url
     me = [sys.executable, "-m", "benchmarks.contenders"]
     results: list[Result] = []
@@ -331,9 +363,9 @@ def main(argv: list[str] | None = None) -> int:
         results.append(best_of(args.repeat,
                                contender("fetch floor", "cdr", [*me, "floor", *common])))
         results.append(best_of(args.repeat, contender(
-            "cdr_assets `fetch_cdr_day`", "cdr", [*me, "cdr_assets", *common])))
+            CDR_ASSETS, "cdr", [*me, "cdr_assets", *common])))
         if args.profile:  # an extra run: cProfile's overhead must not reach the table
-            path = RESULTS / f"profile-cdr_assets-{args.calls}.txt"
+            path = RESULTS / f"profile-cdr_assets-{args.calls}{suffix}.txt"
             prof = contender("cdr_assets under cProfile", "info",
                              [*me, "cdr_assets", *common, "--profile", str(path)])()
             args.skipped.append(f"cProfile summary of an extra cdr_assets run: {path.name}"

@@ -1,8 +1,9 @@
 """The benchmark's simulator process: `python -m benchmarks.serve --calls N ...`.
 
-Owns starting a `Simulator` with the benchmark's day (both Zorio zones equal, a page cache big
-enough for the whole day) and the faults the recording benchmark needs (one long recording),
-printing its URL and serving until SIGTERM. It measures nothing itself.
+Owns starting a `Simulator` with the benchmark's day (both Zorio zones equal, the list envelope
+every contender gets, a page cache big enough for the whole day) and the faults the recording
+benchmark needs (one long recording), printing its URL and serving until SIGTERM. It measures
+nothing itself.
 """
 
 from __future__ import annotations
@@ -13,13 +14,23 @@ import sys
 import threading
 
 from cdr_assets.simulator import Simulator, SimulatorConfig
+from cdr_assets.simulator.config import ZORIO_ENVELOPES
+
+#: The list envelope benchmarked by default: what a real Zorio (Laravel) server sends.
+DEFAULT_ENVELOPE = "laravel"
 
 
-def bench_config(calls: int, seed: int, timezone: str, page_cache_mb: int) -> SimulatorConfig:
-    """The simulated PBXs of a benchmark: Zorio reads `from`/`to` in its own zone."""
+def bench_config(
+    calls: int, seed: int, timezone: str, page_cache_mb: int, envelope: str = DEFAULT_ENVELOPE
+) -> SimulatorConfig:
+    """The simulated PBXs of a benchmark: Zorio reads `from`/`to` in its own zone and writes
+    its list pages in `envelope` ("laravel": the full paginator as PHP's json_encode writes it,
+    "minimal": the page's five keys)."""
     return SimulatorConfig(
         seed=seed, calls_per_day=calls, page_cache_mb=page_cache_mb,
-    ).with_overrides(zorio={"timezone": timezone, "date_timezone": timezone})
+    ).with_overrides(
+        zorio={"timezone": timezone, "date_timezone": timezone, "envelope": envelope}
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,10 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--timezone", required=True, help="Zorio PBX zone == its date_timezone")
     p.add_argument("--page-cache-mb", type=int, default=64)
+    p.add_argument("--envelope", choices=ZORIO_ENVELOPES, default=DEFAULT_ENVELOPE,
+                   help="Zorio list envelope (default: %(default)s)")
     p.add_argument("--recording-seconds", action="append", default=[], metavar="REF=SECONDS",
                    help="override a recording's length (repeatable)")
     args = p.parse_args(argv)
-    sim = Simulator(bench_config(args.calls, args.seed, args.timezone, args.page_cache_mb))
+    sim = Simulator(
+        bench_config(args.calls, args.seed, args.timezone, args.page_cache_mb, args.envelope)
+    )
     for item in args.recording_seconds:
         ref, _, seconds = item.partition("=")
         sim.faults.recording_seconds[ref] = int(seconds)
