@@ -58,6 +58,13 @@ class PbxApiError(CdrAssetsError):
         super().__init__(f"{', '.join(parts)}: {message}")
 
 
+class PbxBodyError(PbxApiError):
+    """An answer whose body is spoilt: not the API's JSON (an HTML page, a body cut short) or
+    broken off mid-read. The client asks again a couple of times (a proxy or a restarting
+    server can spoil one answer); a body that stays wrong is the server's answer and is not
+    transient, while one that keeps breaking off is (the network, not the server's answer)."""
+
+
 class PbxAuthError(PbxApiError):
     """Authentication was refused, or is suspended because it was refused before (the auth
     breaker). Never transient, never retried automatically: repeated failures block the IP."""

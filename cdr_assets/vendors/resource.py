@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import timedelta
-from typing import Any, ClassVar, NoReturn, TypeGuard
+from typing import Any, ClassVar, NoReturn, TypeGuard, TypeVar
 from urllib.parse import quote, urlencode, urljoin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -27,6 +28,7 @@ from pydantic import Field, PrivateAttr, field_validator
 
 from cdr_assets.errors import (
     PbxApiError,
+    PbxBodyError,
     RecordingLinkExpired,
     RecordingLinkRefused,
     RecordingMissing,
@@ -44,6 +46,13 @@ from cdr_assets.vendors.transport import (
 )
 
 logger = dg.get_dagster_logger(__name__)
+
+T = TypeVar("T")
+#: A body that is not the API's JSON is asked for again this many times, `BAD_BODY_PAUSE_S`
+#: (then twice that) apart, before it counts as the server's answer: a proxy or a restarting
+#: server can spoil one answer, and a wrong one that stays fails well within a minute.
+BAD_BODY_REPEATS = 2
+BAD_BODY_PAUSE_S = 1.0
 
 _RUNTIME_INIT_LOCK = threading.Lock()
 
@@ -311,6 +320,31 @@ class PbxResource(dg.ConfigurableResource):
             ) from None
         except requests.exceptions.RequestException as exc:
             raise request_failure(self.pbx_name, endpoint, exc) from None
+
+    def _repeating_bad_bodies(self, endpoint: str, get: Callable[[], T]) -> T:
+        """`get()` (one GET and its parse), asked again while its body is not the API's JSON or
+        broke off; the last `PbxBodyError` says how many answers in a row were spoilt."""
+        attempt = 1
+        while True:
+            try:
+                return get()
+            except PbxBodyError as exc:
+                if attempt > BAD_BODY_REPEATS:
+                    raise PbxBodyError(
+                        self.pbx_name,
+                        endpoint,
+                        f"{exc.detail}, {attempt} answers in a row",
+                        http_status=exc.http_status,
+                        transient=exc.transient,
+                    ) from None
+                logger.warning(
+                    "PBX %r: %s answered a spoilt body (%s); asking again",
+                    self.pbx_name,
+                    endpoint,
+                    exc.detail,
+                )
+                time.sleep(BAD_BODY_PAUSE_S * attempt)
+                attempt += 1
 
     def _json_object(self, endpoint: str, response: requests.Response) -> dict[str, Any]:
         """The body of `response` (closed here) as a JSON object, or `PbxApiError`."""

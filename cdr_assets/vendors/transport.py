@@ -28,7 +28,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import ConnectionPool
 from urllib3.response import BaseHTTPResponse
 
-from cdr_assets.errors import PbxApiError
+from cdr_assets.errors import PbxApiError, PbxBodyError
 
 #: Query-parameter names whose values are secrets (compared case-insensitively).
 SECRET_QUERY_PARAMS = frozenset(
@@ -371,9 +371,13 @@ def request_failure(
     """Turn a `requests` exception into a `PbxApiError` without the secret-bearing URL.
 
     Raise the result `from None`: the original exception's text holds the full URL. Connection
-    failures, timeouts and bodies cut off are transient; a certificate that does not verify, a
-    malformed URL or a redirect loop are not.
+    failures, timeouts and bodies cut off are transient (a body cut off is a `PbxBodyError`,
+    which the vendor clients ask for again); a certificate that does not verify, a malformed
+    URL or a redirect loop are not.
     """
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        # the headers came, the body broke off: the answer is spoilt, not refused
+        return PbxBodyError(pbx, endpoint, describe_request_exception(exc), transient=True)
     return PbxApiError(
         pbx, endpoint, describe_request_exception(exc), transient=is_transient_failure(exc)
     )
@@ -405,7 +409,7 @@ def decode_json_body(pbx: str, endpoint: str, response: requests.Response) -> An
     except orjson.JSONDecodeError:
         content_type = response.headers.get("Content-Type", "none")
         looks = "an HTML page" if content.lstrip()[:1] == b"<" else "not JSON"
-        raise PbxApiError(
+        raise PbxBodyError(
             pbx,
             endpoint,
             f"response body is {looks} (Content-Type {content_type!r}, {len(content)} bytes)",

@@ -545,7 +545,12 @@ class YeastarResource(PbxResource):
         for attempt in (1, 2):
             token = self._access_token()
             url = self._url(name, {**(params or {}), "access_token": token})
-            payload = self._read_json_object(endpoint, self._send("GET", url, endpoint=endpoint))
+            payload = self._repeating_bad_bodies(
+                endpoint,
+                lambda url=url: self._read_json_object(
+                    endpoint, self._send("GET", url, endpoint=endpoint)
+                ),
+            )
             errcode = self._errcode(endpoint, payload)
             if errcode == 0:
                 return payload

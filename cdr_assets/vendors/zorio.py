@@ -355,7 +355,15 @@ class ZorioResource(PbxResource):
         self, params: dict[str, Any], page: int
     ) -> tuple[dict[str, Any], JsonRecords | None]:
         """One list page: its envelope, and its records unparsed when the body allows
-        (`split_record_array`); otherwise the whole body parsed, records in `data`."""
+        (`split_record_array`); otherwise the whole body parsed, records in `data`. A body
+        that is not JSON is asked for again (`_repeating_bad_bodies`)."""
+        return self._repeating_bad_bodies(
+            CDR_LIST_PATH, lambda: self._get_list_page_once(params, page)
+        )
+
+    def _get_list_page_once(
+        self, params: dict[str, Any], page: int
+    ) -> tuple[dict[str, Any], JsonRecords | None]:
         response = self._api_get(CDR_LIST_PATH, params)
         with contextlib.closing(response):
             split = split_record_array(response.content)

@@ -69,3 +69,9 @@ def _forget_in_memory_breakers() -> Iterator[None]:
     yield
     for state in PROCESS_STORE.states():
         PROCESS_STORE.clear(state.pbx)
+
+
+@pytest.fixture
+def quick_repeats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bad bodies asked for again without the client's pause (the count is what is tested)."""
+    monkeypatch.setattr("cdr_assets.vendors.resource.BAD_BODY_PAUSE_S", 0.01)

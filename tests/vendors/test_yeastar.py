@@ -16,12 +16,14 @@ import pytest
 from cdr_assets.errors import (
     PbxApiError,
     PbxAuthError,
+    PbxBodyError,
     RecordingLinkExpired,
     RecordingLinkRefused,
     RecordingMissing,
 )
 from cdr_assets.simulator.config import YEASTAR_DATE_FORMATS
 from cdr_assets.vendors import PbxClient, YeastarResource
+from cdr_assets.vendors.resource import BAD_BODY_REPEATS
 from cdr_assets.vendors.yeastar import (
     YeastarDisplayFormat,
     YeastarRecordingLink,
@@ -432,18 +434,43 @@ def test_persistent_5xx_becomes_pbx_api_error(simulator, yeastar) -> None:
     assert caught.value.http_status == 502
 
 
-def test_html_error_page_is_a_clear_error(simulator, yeastar) -> None:
+def test_html_error_page_that_stays_is_a_clear_error(simulator, yeastar, quick_repeats) -> None:
     simulator.faults.fail_next(
         "/openapi/v1.0/cdr/search",
         200,
+        times=BAD_BODY_REPEATS + 1,
         body=b"<!DOCTYPE html><html><body>Login required</body></html>",
         content_type="text/html",
     )
-    with pytest.raises(PbxApiError, match="HTML page") as caught:
+    with pytest.raises(PbxBodyError, match="HTML page") as caught:
         collect(yeastar.fetch_cdrs(DAY, DAY))
     message = str(caught.value)
     assert "'hq'" in message and "/openapi/v1.0/cdr/search" in message
     assert "text/html" in message and "Login required" not in message
+    assert f"{BAD_BODY_REPEATS + 1} answers in a row" in message and not caught.value.transient
+    assert simulator.stats.count("cdr/search") == BAD_BODY_REPEATS + 1
+
+
+def test_a_body_broken_off_by_a_reset_is_asked_for_again(
+    simulator, yeastar, quick_repeats
+) -> None:
+    simulator.stats.reset()
+    expected = collect(yeastar.fetch_cdrs(DAY, DAY))
+    clean_requests = simulator.stats.count("cdr/search")
+    simulator.stats.reset()
+    simulator.faults.reset_next("/openapi/v1.0/cdr/search", after_bytes=200)
+    assert collect(yeastar.fetch_cdrs(DAY, DAY)) == expected
+    assert simulator.stats.count("cdr/search") == clean_requests + 1
+
+
+def test_one_body_cut_short_is_asked_for_again(simulator, yeastar, quick_repeats) -> None:
+    simulator.stats.reset()
+    expected = collect(yeastar.fetch_cdrs(DAY, DAY))
+    clean_requests = simulator.stats.count("cdr/search")
+    simulator.stats.reset()
+    simulator.faults.truncate_body_next("/openapi/v1.0/cdr/search")
+    assert collect(yeastar.fetch_cdrs(DAY, DAY)) == expected
+    assert simulator.stats.count("cdr/search") == clean_requests + 1
 
 
 @pytest.mark.parametrize(
@@ -693,7 +720,7 @@ def test_resource_works_inside_dagster(simulator, monkeypatch) -> None:
 # --------------------------------------------------------------------------- secret hygiene
 
 
-def test_secrets_never_reach_logs_or_errors(make_simulator, caplog) -> None:
+def test_secrets_never_reach_logs_or_errors(make_simulator, caplog, quick_repeats) -> None:
     caplog.set_level(logging.DEBUG)
     sim = make_simulator(calls_per_day=30, yeastar={"link_ttl": 1})
     secret = sim.config.yeastar.client_secret
@@ -719,7 +746,9 @@ def test_secrets_never_reach_logs_or_errors(make_simulator, caplog) -> None:
     with pytest.raises(RecordingLinkExpired) as caught:
         client.open_recording_link(link)
     raised.append(caught.value)
-    sim.faults.fail_next("/openapi/v1.0/cdr/search", 200, body=b"<html>x</html>")
+    sim.faults.fail_next(
+        "/openapi/v1.0/cdr/search", 200, times=BAD_BODY_REPEATS + 1, body=b"<html>x</html>"
+    )
     with pytest.raises(PbxApiError) as caught:
         collect(client.fetch_cdrs(DAY, DAY))
     raised.append(caught.value)

@@ -18,12 +18,14 @@ import pytest
 from cdr_assets.errors import (
     PbxApiError,
     PbxAuthError,
+    PbxBodyError,
     RecordingLinkExpired,
     RecordingLinkRefused,
     RecordingMissing,
 )
 from cdr_assets.records import JsonRecords
 from cdr_assets.vendors import PbxClient, ZorioResource
+from cdr_assets.vendors.resource import BAD_BODY_REPEATS
 from cdr_assets.vendors.zorio import split_date_span, zorio_date_span
 from tests.vendors.loopback import WAV_BODY, HttpHost, Seen, http_host
 from tests.vendors.simclients import DAY, collect, settled_count, zorio_client
@@ -234,13 +236,38 @@ def test_a_422_is_not_transient(make_simulator) -> None:
     assert caught.value.http_status == 422 and not caught.value.transient
 
 
-def test_html_error_page_is_a_clear_error(simulator, zorio) -> None:
+def test_html_error_page_that_stays_is_a_clear_error(simulator, zorio, quick_repeats) -> None:
     simulator.faults.fail_next(
-        "/api/pbx/cdr", 200, body=b"<html><body>Maintenance</body></html>", content_type="text/html"
+        "/api/pbx/cdr", 200, times=BAD_BODY_REPEATS + 1,
+        body=b"<html><body>Maintenance</body></html>", content_type="text/html",
     )
-    with pytest.raises(PbxApiError, match="HTML page") as caught:
+    with pytest.raises(PbxBodyError, match="HTML page") as caught:
         collect(zorio.fetch_cdrs(DAY, DAY))
     assert "'saigon'" in str(caught.value) and "Maintenance" not in str(caught.value)
+    assert not caught.value.transient
+    assert simulator.stats.count("/api/pbx/cdr") == BAD_BODY_REPEATS + 1
+
+
+def test_a_body_broken_off_by_a_reset_is_asked_for_again(
+    simulator, zorio, quick_repeats
+) -> None:
+    simulator.stats.reset()
+    expected = collect(zorio.fetch_cdrs(DAY, DAY))
+    clean_requests = simulator.stats.count("/api/pbx/cdr")
+    simulator.stats.reset()
+    simulator.faults.reset_next("/api/pbx/cdr", after_bytes=200)
+    assert collect(zorio.fetch_cdrs(DAY, DAY)) == expected
+    assert simulator.stats.count("/api/pbx/cdr") == clean_requests + 1
+
+
+def test_one_body_cut_short_is_asked_for_again(simulator, zorio, quick_repeats) -> None:
+    simulator.stats.reset()
+    expected = collect(zorio.fetch_cdrs(DAY, DAY))
+    clean_requests = simulator.stats.count("/api/pbx/cdr")
+    simulator.stats.reset()
+    simulator.faults.truncate_body_next("/api/pbx/cdr")
+    assert collect(zorio.fetch_cdrs(DAY, DAY)) == expected
+    assert simulator.stats.count("/api/pbx/cdr") == clean_requests + 1
 
 
 @pytest.mark.parametrize(
