@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test dev lint bench clean
+.PHONY: demo test reliability dev lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ demo: $(VENV)/.installed
 ## test: the whole suite (starts its own simulator and S3 server on loopback)
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+## reliability: the fault matrix through `dg launch` / `dg dev` (each fault with its own simulator
+## and DAGSTER_HOME) -> reliability/results/latest.md; exits non-zero when a row fails
+reliability: $(VENV)/.installed
+	$(PY) -m reliability
 
 ## dev: simulator + `dg dev`: the Dagster UI on http://127.0.0.1:3000, demo config, .dagster_home
 dev: $(VENV)/.installed

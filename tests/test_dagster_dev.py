@@ -40,6 +40,7 @@ from tests.fixtures.dagster_dev import (
     poll,
     running_dagster_dev,
 )
+from tests.fixtures.schedule_tick import next_tick, schedule_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SECRETS = {
@@ -66,21 +67,6 @@ CHECKS = {
         "recordings": ["every_recording_archived"],
     },
 }
-
-
-def next_tick(now: datetime, lead_s: float) -> datetime:
-    """The first whole minute at least `lead_s` after `now`."""
-    earliest = now + timedelta(seconds=lead_s)
-    floor = earliest.replace(second=0, microsecond=0)
-    return floor if floor == earliest else floor + timedelta(minutes=1)
-
-
-def schedule_settings(tick: datetime, timezone: str) -> dict[str, int]:
-    """A lag that makes `<pbx>_daily` fire at `tick`, and a freshness grace that keeps lag +
-    grace inside the local day (and the freshness deadline after local midnight)."""
-    local = tick.astimezone(ZoneInfo(timezone))
-    lag = local.hour * 60 + local.minute
-    return {"schedule_lag_minutes": lag, "freshness_grace_minutes": min(120, 24 * 60 - 1 - lag)}
 
 
 def last_closed_day(timezone: str, at: datetime | None = None) -> date:
