@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cdr_assets.simulator import Simulator
 from reliability.cases import Armed, FaultCase, Start, judge_launch, no_fault
 from reliability.outcome import HEALED, Row
 from reliability.workspace import (
@@ -79,17 +80,7 @@ def kill_during_parquet_write(start: Start, scratch: Path) -> Row:
         row.detail = f"killed {killed_after:.1f} s in, while writing; after the kill: {visible}"
         if workspace.day_rows(pbx) is not None:
             row.problems.append("a partial day was visible after the kill")
-        sim.faults.clear()
-        sim.stats.reset()
-        again = workspace.launch(pbx)
-        row.requests = len(sim.stats.requests)
-        row.seconds = killed_after + again.seconds
-        report = workspace.run_report()
-        row.step_retries = report.step_retries
-        judge_launch(row, FaultCase("", pbx, no_fault), workspace, sim, start, Armed(),
-                     again.returncode,
-                     report.failures)
-        row.outcome = f"{row.outcome} on the next run"
+        run_again(row, workspace, pbx, sim, start, killed_after)
         leftovers = [str(p) for p in (workspace.data_dir / ".staging").rglob("*") if p.is_file()]
         if leftovers:
             row.problems.append(f"the rewrite left staging files: {leftovers[:2]}")
@@ -121,18 +112,8 @@ def kill_during_recordings(start: Start, scratch: Path) -> Row:
         if not reached:
             row.problems.append("the run never checkpointed its manifest")
         total = len(start.reference.manifest)
-        sim.faults.clear()
-        sim.stats.reset()
-        again = workspace.launch(pbx)
+        run_again(row, workspace, pbx, sim, start, killed_after)
         downloads = sim.stats.count(ZORIO_AUDIO)
-        row.requests = len(sim.stats.requests)
-        row.seconds = killed_after + again.seconds
-        report = workspace.run_report()
-        row.step_retries = report.step_retries
-        judge_launch(row, FaultCase("", pbx, no_fault), workspace, sim, start, Armed(),
-                     again.returncode,
-                     report.failures)
-        row.outcome = f"{row.outcome} on the next run"
         row.detail = (f"killed {killed_after:.1f} s in with {checkpointed}/{total} recordings "
                       f"checkpointed; the next run downloaded {downloads}")
         if downloads != total - checkpointed:
@@ -143,6 +124,21 @@ def kill_during_recordings(start: Start, scratch: Path) -> Row:
     finally:
         sim.stop()
     return row
+
+
+def run_again(row: Row, workspace: Workspace, pbx: PbxSpec, sim: Simulator, start: Start,
+              killed_after: float) -> None:
+    """The same command again, with no fault and no manual step, judged like a clean run."""
+    sim.faults.clear()
+    sim.stats.reset()
+    again = workspace.launch(pbx)
+    row.requests = len(sim.stats.requests)
+    row.seconds = killed_after + again.seconds
+    report = workspace.run_report()
+    row.step_retries = report.step_retries
+    judge_launch(row, FaultCase("", pbx, no_fault), workspace, sim, start, Armed(),
+                 again.returncode, report.failures)
+    row.outcome = f"{row.outcome} on the next run"
 
 
 def _checkpointed(workspace: Workspace, pbx: PbxSpec) -> int:
