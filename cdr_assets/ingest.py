@@ -27,7 +27,12 @@ from cdr_assets.errors import CdrAssetsError
 from cdr_assets.normalize import batch_pages, normalize_quarantined
 from cdr_assets.records import CdrPage, JsonRecords
 from cdr_assets.schema import CDR_SCHEMA
-from cdr_assets.storage.parquet import PartitionWriter, read_partition_footer
+from cdr_assets.storage.parquet import (
+    PartitionWriter,
+    in_sorted,
+    read_partition_footer,
+    unique_hashes,
+)
 from cdr_assets.storage.rejects import RejectRow, write_rejects
 from cdr_assets.vendors.base import CdrWindow, FetchedPage, PbxClient
 
@@ -184,9 +189,12 @@ class _PassIds:
         self._chunks.append(np.fromiter(map(hash, values), dtype=np.int64, count=len(values)))
 
     def hashes(self) -> np.ndarray:
+        """The distinct hashes, sorted (kept as the only chunk, so asking again is cheap)."""
         if not self._chunks:
             return np.empty(0, dtype=np.int64)
-        return np.unique(np.concatenate(self._chunks))
+        distinct = unique_hashes(np.concatenate(self._chunks))
+        self._chunks = [distinct]
+        return distinct
 
     def distinct(self) -> int:
         return int(self.hashes().size) + self.without_id
@@ -305,7 +313,8 @@ class _WindowIngest:
             earlier.append(ids.hashes())
         dropped = np.empty(0, dtype=np.int64)
         if result.complete and earlier:
-            dropped = np.setdiff1d(np.unique(np.concatenate(earlier)), ids.hashes())
+            listed = unique_hashes(np.concatenate(earlier))
+            dropped = listed[~in_sorted(listed, ids.hashes())]
         return result, rejects, dropped
 
     def _batches(self) -> Iterator[tuple[CdrPage | JsonRecords, list[tuple[int, int]]]]:

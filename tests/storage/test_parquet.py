@@ -18,15 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from cdr_assets.storage.parquet import (
     PartitionSchemaError,
     PartitionWriter,
+    in_sorted,
     partition_path,
     read_partition,
     read_partition_metadata,
+    unique_hashes,
 )
 from cdr_assets.storage.staging import STALE_TEMP_AGE_S, local_staging_dir
 from tests.fixtures.s3 import S3Location
@@ -334,6 +337,27 @@ def test_drop_keys_without_duplicates_and_keys_absent_from_the_day(tmp_path: Pat
         stats = w.commit(drop_keys=["x", "y"])
     assert (stats.rows, stats.duplicates_dropped, stats.keys_dropped) == (2, 0, 0)
     assert _ids(str(tmp_path)) == ["a", "b"]
+
+
+def test_drop_key_hashes_drop_the_rows_whose_key_hash_they_hold(tmp_path: Path) -> None:
+    with PartitionWriter(str(tmp_path), "cdr", "hq", DAY, SMALL_SCHEMA) as w:
+        w.write(rows("hq", DAY, ["a", "b", "c", "b"]))
+        gone = np.array([hash("c"), hash("a"), hash("not-there")], dtype=np.int64)
+        stats = w.commit(drop_key_hashes=gone)
+    assert (stats.rows, stats.duplicates_dropped, stats.keys_dropped) == (1, 1, 2)
+    assert _ids(str(tmp_path)) == ["b"]
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 7, 1000])
+@pytest.mark.parametrize("spread", [3, 2**62])
+def test_hash_set_helpers_match_numpy(size: int, spread: int) -> None:
+    rng = np.random.default_rng(size)
+    values = rng.integers(-spread, spread, size, dtype=np.int64)
+    other = rng.integers(-spread, spread, size // 2 + 1, dtype=np.int64)
+    assert np.array_equal(unique_hashes(values), np.unique(values))
+    assert unique_hashes(values).dtype == np.int64
+    assert np.array_equal(in_sorted(values, np.unique(other)), np.isin(values, other))
+    assert np.array_equal(in_sorted(other, np.sort(values)), np.isin(other, values))
 
 
 def test_drop_keys_need_a_key_column(tmp_path: Path) -> None:
