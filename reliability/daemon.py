@@ -53,6 +53,9 @@ BACKFILLS = (
     (HANOI, date(2026, 6, 20), date(2026, 6, 22)),
     (YEASTAR, date(2026, 6, 17), date(2026, 6, 19)),
 )
+#: Audio per download stream in the backfills: a day's ~59 MB of recordings then takes ~8 s at
+#: 4 streams, so each run lasts long enough for the queue to have all four running at once.
+AUDIO_BYTES_PER_S = 2_000_000
 #: dg dev must load and the schedule be turned on before the tick (startup 7-16 s measured).
 TICK_LEAD_S = 50
 WRONG_SECRET_RUNS = 3
@@ -130,6 +133,7 @@ def _concurrent_backfills(dev: DagsterDev, workspace: Workspace, sim: Any) -> Ro
               "read-only by a reader", HEALED)
     began = time.monotonic()
     sim.stats.reset()
+    sim.faults.throttle_bytes_per_s = AUDIO_BYTES_PER_S
     stop = multiprocessing.Event()
     results: Any = multiprocessing.Queue()
     reader = multiprocessing.Process(
