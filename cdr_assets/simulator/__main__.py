@@ -130,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="audio replies: audio/wav|audio/mpeg, application/octet-stream, or no "
                         "Content-Type at all")
 
+    n = p.add_argument_group("network (a remote PBX)")
+    n.add_argument("--latency-ms", type=float, default=c.latency_ms,
+                   help="every request waits this long before its answer (requests overlap)")
+    n.add_argument("--latency-jitter-ms", type=float, default=c.latency_jitter_ms,
+                   help="plus a uniform random 0..this (seeded by --seed)")
+    n.add_argument("--bandwidth-bytes-per-s", type=int, default=c.bandwidth_bytes_per_s,
+                   help="cap on each response body's speed (0: unlimited)")
+
     g = p.add_argument_group("Yeastar P-Series")
     g.add_argument("--yeastar-timezone", default=y.timezone, help="PBX zone (IANA)")
     g.add_argument("--yeastar-date-format", choices=YEASTAR_DATE_FORMATS, default=y.date_format,
@@ -227,6 +235,9 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         extra_keys=args.extra_keys,
         json_content_type=args.json_content_type,
         audio_content_type=args.audio_content_type,
+        latency_ms=args.latency_ms,
+        latency_jitter_ms=args.latency_jitter_ms,
+        bandwidth_bytes_per_s=args.bandwidth_bytes_per_s,
         yeastar=YeastarSimConfig(
             timezone=args.yeastar_timezone,
             date_format=args.yeastar_date_format,

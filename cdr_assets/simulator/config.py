@@ -135,6 +135,12 @@ class SimulatorConfig:
     json_content_type: str = "application/json"  # Content-Type of every vendor JSON reply
     # audio replies: "audio" (audio/wav, audio/mpeg), "octet-stream", "none" (no header)
     audio_content_type: str = "audio"
+    # A remote PBX's network: every request waits latency_ms plus a uniform 0..latency_jitter_ms
+    # (seeded) before it is answered, each in its own thread so requests in flight overlap;
+    # bandwidth_bytes_per_s (0: unlimited) caps how fast each response body is sent.
+    latency_ms: float = 0.0
+    latency_jitter_ms: float = 0.0
+    bandwidth_bytes_per_s: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.calls_per_day <= MAX_CALLS_PER_DAY:
@@ -146,6 +152,9 @@ class SimulatorConfig:
         if not self.json_content_type or "\n" in self.json_content_type:
             raise ValueError("json_content_type must be a non-empty header value")
         _check_choice("audio_content_type", self.audio_content_type, AUDIO_CONTENT_TYPES)
+        for name in ("latency_ms", "latency_jitter_ms", "bandwidth_bytes_per_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
 
     def with_overrides(self, **overrides: Any) -> SimulatorConfig:
         """Copy with top-level fields replaced; `yeastar`/`zorio` may be dicts of overrides."""

@@ -1,9 +1,10 @@
 """The `Simulator`: one loopback HTTP/1.1 server speaking both vendor APIs.
 
 Owns the wire: routing by path to the vendor handlers, keep-alive with exact Content-Length,
-streamed bodies, transport-level faults (injected failures, delayed answers, connections reset
-mid-body, halved bodies, throttled / truncated / corrupted audio), request statistics, and the
-server's lifecycle. It binds any loopback address (`host="127.0.0.2"` for a second host).
+streamed bodies, a remote network's latency and bandwidth (`SimulatorConfig.latency_ms`, ...),
+transport-level faults (injected failures, delayed answers, connections reset mid-body, halved
+bodies, throttled / truncated / corrupted audio), request statistics, and the server's
+lifecycle. It binds any loopback address (`host="127.0.0.2"` for a second host).
 Record contents live in `data.py`, vendor semantics in `yeastar.py` / `zorio.py`. Nothing
 here logs query strings or secrets.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import random
 import secrets
 import socket
 import struct
@@ -81,7 +83,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length > 0 else b""
         host = self.headers.get("Host") or f"{sim.host}:{sim.port}"
         delay = sim.faults.take_transport("delay", url.path)
-        if delay is not None and sim._stopping.wait(delay.amount):
+        wait = sim.network_latency_s() + (delay.amount if delay is not None else 0.0)
+        if wait and sim._stopping.wait(wait):
             self.close_connection = True
             return
         req = Request(
@@ -119,7 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(body[: int(reset.amount)])
                     self._reset()
                     return
-                self.wfile.write(body)
+                self._paced_write(body, sim.config.bandwidth_bytes_per_s)
                 return
             self._stream(sim, reply, halve, reset)
         except (ConnectionError, TimeoutError, OSError):
@@ -127,6 +130,16 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             if reply.on_close is not None:
                 reply.on_close()
+
+    def _paced_write(self, data: bytes, rate: float) -> None:
+        """Write `data`, at most `rate` bytes a second when `rate` is set (0: at once)."""
+        if not rate:
+            self.wfile.write(data)
+            return
+        for k in range(0, len(data), _THROTTLE_CHUNK):
+            piece = data[k : k + _THROTTLE_CHUNK]
+            time.sleep(len(piece) / rate)  # before the write: no pause after the last byte
+            self.wfile.write(piece)
 
     def _headers(self, reply: Reply, length: int) -> None:
         self.send_response(reply.status)
@@ -168,14 +181,9 @@ class _Handler(BaseHTTPRequestHandler):
                 break
             if sent + len(chunk) > limit:
                 chunk = chunk[: limit - sent]
-            rate = faults.throttle_bytes_per_s if reply.audio else None
-            if rate:
-                for k in range(0, len(chunk), _THROTTLE_CHUNK):
-                    piece = chunk[k : k + _THROTTLE_CHUNK]
-                    time.sleep(len(piece) / rate)  # before the write: no pause after the last byte
-                    self.wfile.write(piece)
-            else:
-                self.wfile.write(chunk)
+            rates = [sim.config.bandwidth_bytes_per_s,
+                     faults.throttle_bytes_per_s if reply.audio else None]
+            self._paced_write(chunk, min((r for r in rates if r), default=0))
             sent += len(chunk)
         if reply.audio:
             sim.stats.add_audio_bytes(sent)
@@ -212,6 +220,8 @@ class Simulator:
         self._stopping = threading.Event()  # wakes requests held by delay_next
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
+        self._jitter = random.Random(self.config.seed)
+        self._jitter_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -255,6 +265,15 @@ class Simulator:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def network_latency_s(self) -> float:
+        """How long the next request waits before it is answered: the configured latency plus
+        a seeded uniform jitter."""
+        latency, jitter = self.config.latency_ms, self.config.latency_jitter_ms
+        if jitter:
+            with self._jitter_lock:
+                latency += self._jitter.uniform(0.0, jitter)
+        return latency / 1000.0
 
     @property
     def base_url(self) -> str:

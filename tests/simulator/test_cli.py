@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from cdr_assets.simulator import Faults, SimulatorConfig, YeastarSimConfig, ZorioSimConfig
+from cdr_assets.simulator.__main__ import build_parser, config_from_args
 
 
 def test_cli_prints_its_url_and_stops_on_sigterm():
@@ -104,3 +105,13 @@ def test_a_bad_option_exits_2_naming_it():
         out = subprocess.run([sys.executable, "-m", "cdr_assets.simulator", "--port", "0", *args],
                              capture_output=True, text=True, timeout=30)
         assert out.returncode == 2 and word in out.stderr, (args, out.stderr)
+
+
+def test_network_flags_reach_the_config():
+    args = build_parser().parse_args(
+        ["--latency-ms", "150", "--latency-jitter-ms", "20", "--bandwidth-bytes-per-s", "1000"]
+    )
+    config = config_from_args(args)
+    assert (config.latency_ms, config.latency_jitter_ms, config.bandwidth_bytes_per_s) == (
+        150, 20, 1000
+    )

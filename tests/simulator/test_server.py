@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
@@ -145,3 +146,47 @@ def test_a_simulator_binds_a_second_loopback_address():
         r = requests.get(other.base_url + LIST, headers=BEARER, timeout=10)
         assert r.status_code == 200 and r.json()["total"] > 0
         assert YeastarClient(other).get("cdr/list", page_size=1)["errcode"] == 0
+
+
+def _timed_get(sim: Simulator, target: str) -> tuple[float, int]:
+    """(seconds, body bytes) of one GET on a connection of its own."""
+    started = time.monotonic()
+    response = requests.get(sim.base_url + target, headers=BEARER, timeout=30)
+    assert response.status_code == 200
+    return time.monotonic() - started, len(response.content)
+
+
+def test_latency_delays_every_request_while_requests_in_flight_overlap(make_simulator):
+    sim = make_simulator(calls_per_day=20, latency_ms=400)
+    with ThreadPoolExecutor(4) as pool:
+        began = time.monotonic()
+        each = [seconds for seconds, _ in pool.map(lambda _: _timed_get(sim, LIST), range(4))]
+        together = time.monotonic() - began
+    assert min(each) >= 0.4
+    assert together < 4 * 0.4, "requests in flight were answered one after another"
+
+
+def test_latency_jitter_stays_within_its_bound_and_follows_the_seed(make_simulator):
+    first = make_simulator(latency_ms=10, latency_jitter_ms=50, seed=3)
+    second = make_simulator(latency_ms=10, latency_jitter_ms=50, seed=3)
+    waits = [first.network_latency_s() for _ in range(200)]
+    assert all(0.010 <= w <= 0.060 for w in waits)
+    assert max(waits) - min(waits) > 0.03  # it does vary
+    assert waits == [second.network_latency_s() for _ in range(200)]
+    assert make_simulator().network_latency_s() == 0.0
+
+
+def test_bandwidth_caps_each_response_body(make_simulator):
+    sim = make_simulator(calls_per_day=400, bandwidth_bytes_per_s=200_000)
+    target = "/api/pbx/cdr?from=2026-06-01&to=2026-06-01&per_page=200"
+    seconds, size = _timed_get(sim, target)
+    assert size > 50_000
+    assert seconds >= 0.9 * size / 200_000
+    unlimited = make_simulator(calls_per_day=400)
+    assert _timed_get(unlimited, target)[1] == size
+
+
+@pytest.mark.parametrize("field", ["latency_ms", "latency_jitter_ms", "bandwidth_bytes_per_s"])
+def test_network_settings_cannot_be_negative(field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        SimulatorConfig(**{field: -1})
