@@ -12,11 +12,14 @@ simulated IP block (5 failures) is never reached.
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import duckdb
 
 from cdr_assets.schema import TABLE_SCHEMAS
 from cdr_assets.storage.duckdb import ensure_views
@@ -25,6 +28,7 @@ from reliability.outcome import HEALED, NAMED_ERROR, Row
 from reliability.workspace import (
     CALLS_PER_DAY,
     ID_FIELDS,
+    REPO_ROOT,
     YEASTAR,
     ZORIO,
     PbxSpec,
@@ -63,8 +67,6 @@ WRONG_SECRET_RUNS = 3
 
 def _reader(duckdb_path: str, stop: Any, results: Any) -> None:
     """An analyst's process: one read-only connection held open, querying until told to stop."""
-    import duckdb
-
     queries = errors = duplicates = 0
     last_error = ""
     with duckdb.connect(duckdb_path, read_only=True) as con:
@@ -105,12 +107,12 @@ def run_daemon_session(scratch: Path) -> list[Row]:
             branch.name, branch.vendor,
             {**branch.settings, **schedule_settings(tick, branch.timezone)}))
         workspace.write_config()
-        config = workspace.data_dir
-        ensure_views(str(config / "cdr.duckdb"), str(config), TABLE_SCHEMAS)
+        # the views exist before the reader opens the file (the runs then never write it)
+        data_dir = workspace.data_dir
+        ensure_views(str(data_dir / "cdr.duckdb"), str(data_dir), TABLE_SCHEMAS)
         with running_dagster_dev(
-            [str(Path(workspace.env()["PATH"].split(":")[0]) / "dg"), "dev"],
-            cwd=Path(__file__).resolve().parents[1], env=workspace.env(),
-            log_path=root / "dg_dev.log",
+            [str(Path(sys.executable).parent / "dg"), "dev"],
+            cwd=REPO_ROOT, env=workspace.env(), log_path=root / "dg_dev.log",
         ) as dev:
             location = dev.code_location()
             selector = {"repositoryName": "__repository__", "repositoryLocationName": location,
