@@ -113,3 +113,14 @@ def test_reset_of_everything_and_unknown_names(refused, capsys) -> None:
 def test_a_missing_config_is_named(tmp_path, capsys) -> None:
     assert main(["show", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml" in capsys.readouterr().err
+
+
+def test_the_cdr_assets_command_shows_the_breaker_too(refused) -> None:
+    config, _ = refused
+    command = str(Path(sys.executable).parent / "cdr_assets")
+    result = subprocess.run(
+        [command, "auth-breaker", "show", "--pbx", "hq", "--config", str(config)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "hq: open" in result.stdout
