@@ -210,7 +210,7 @@ class Start:
 
 def run_case(case: FaultCase, start: Start, scratch: Path) -> Row:
     """Arm the fault on a fresh simulator, run `dg launch` `case.launches` times, judge it."""
-    row = Row(case.fault, case.expect)
+    row = Row(case.fault)
     root = Path(tempfile.mkdtemp(prefix="case-", dir=scratch))
     copy_data(start.data_dir, root / "data")
     sim = started_simulator(simulator_config(**case.simulator))

@@ -18,7 +18,7 @@ from typing import Any
 
 from cdr_assets.simulator import Simulator
 from reliability.cases import Armed, FaultCase, Start, judge_launch, no_fault
-from reliability.outcome import HEALED, Row
+from reliability.outcome import Row
 from reliability.workspace import (
     RUN_DAY,
     ZORIO,
@@ -62,7 +62,7 @@ def kill_during_parquet_write(start: Start, scratch: Path) -> Row:
     """A big day's staging file is open while its pages come; the kill lands while it is
     written (it exists, with bytes in it, and the day is not committed yet)."""
     pbx = BIG_DAY_PBX
-    row = Row("kill -9 during the Parquet write, then the same command again", HEALED)
+    row = Row("kill -9 during the Parquet write, then the same command again")
     root = Path(tempfile.mkdtemp(prefix="kill-parquet-", dir=scratch))
     copy_data(start.data_dir, root / "data")
     sim = started_simulator(simulator_config(**start.simulator))
@@ -76,10 +76,14 @@ def kill_during_parquet_write(start: Start, scratch: Path) -> Row:
         killed_after = time.monotonic() - began
         if not reached:
             row.problems.append("the run never reached its Parquet write")
-        visible = _visible_after_kill(workspace, pbx)
-        row.detail = f"killed {killed_after:.1f} s in, while writing; after the kill: {visible}"
-        if workspace.day_rows(pbx) is not None:
+        stored, temp = workspace.day_rows(pbx), workspace.temp_files()
+        row.detail = (f"killed {killed_after:.1f} s in, while writing; after the kill: "
+                      f"{'no' if stored is None else stored.num_rows} rows of {RUN_DAY} and "
+                      f"{len(temp)} temp files where readers look")
+        if stored is not None:
             row.problems.append("a partial day was visible after the kill")
+        if temp:
+            row.problems.append(f"temp files where readers look after the kill: {temp[:2]}")
         run_again(row, workspace, pbx, sim, start, killed_after)
         leftovers = [str(p) for p in (workspace.data_dir / ".staging").rglob("*") if p.is_file()]
         if leftovers:
@@ -93,7 +97,7 @@ def kill_during_recordings(start: Start, scratch: Path) -> Row:
     """Throttled audio makes the day's recordings take ~30 s; the kill lands after the first
     manifest checkpoint. The next run may download only what the checkpoint does not hold."""
     pbx = ZORIO
-    row = Row("kill -9 during recordings, then the same command again", HEALED)
+    row = Row("kill -9 during recordings, then the same command again")
     root = Path(tempfile.mkdtemp(prefix="kill-recordings-", dir=scratch))
     copy_data(start.data_dir, root / "data")
     sim = started_simulator(simulator_config())
@@ -146,10 +150,3 @@ def _checkpointed(workspace: Workspace, pbx: PbxSpec) -> int:
         return sum(1 for status, *_ in workspace.manifest(pbx).values() if status == "archived")
     except OSError:
         return 0
-
-
-def _visible_after_kill(workspace: Workspace, pbx: PbxSpec) -> str:
-    stored = workspace.day_rows(pbx)
-    temp = workspace.temp_files()
-    return (f"{'no' if stored is None else stored.num_rows} rows of {RUN_DAY} and "
-            f"{len(temp)} temp files where readers look")

@@ -114,7 +114,6 @@ class Row:
     """One line of the matrix."""
 
     fault: str
-    expected: str
     outcome: str = ""
     detail: str = ""
     requests: int = 0

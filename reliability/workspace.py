@@ -229,7 +229,7 @@ class Workspace:
             relative = path.relative_to(self.data_dir)
             if relative.parts[0].startswith("."):
                 continue
-            if path.is_file() and (path.name.endswith((".tmp", ".part")) or ".tmp" in path.name):
+            if path.is_file() and (".tmp" in path.name or path.name.endswith(".part")):
                 found.append(str(relative))
         return found
 
