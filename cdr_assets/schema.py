@@ -1,5 +1,5 @@
-"""The Arrow schemas of the `cdr`, `recordings` and `cdr_rejects` tables, and what each column
-means.
+"""The Arrow schemas of the `cdr`, `recordings`, `cdr_rejects` and `pbxs` tables, and what each
+column means.
 
 This module owns the column names, order, types and nullability that DESIGN.md promises to
 analysts (the DuckDB views of the same names are read straight from Parquet written in these
@@ -111,6 +111,14 @@ _CDR_REJECTS_COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
 ]
 
 
+_PBXS_COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
+    ("pbx", pa.string(), False, "Configured PBX name."),
+    ("vendor", pa.string(), False, "PBX vendor: 'yeastar' or 'zorio'."),
+    ("timezone", pa.string(), False, "IANA zone of the PBX's clock (defines call_date)."),
+    ("start_date", pa.date32(), False, "First configured partition (local date)."),
+]
+
+
 def _schema(columns: list[tuple[str, pa.DataType, bool, str]]) -> pa.Schema:
     return pa.schema([pa.field(name, typ, nullable=nullable) for name, typ, nullable, _ in columns])
 
@@ -136,13 +144,20 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
 }
 """Every warehouse table by name: its Parquet directory under `data_dir` and its DuckDB view."""
 
+PBXS_SCHEMA: pa.Schema = _schema(_PBXS_COLUMNS)
+"""One row per PBX that ran since the analyst views exist: the zone that turns `cdr`'s UTC
+instants into the PBX's local clock (`cdr_hourly`). Not in `TABLE_SCHEMAS`: it is one file per
+PBX (`<data_dir>/pbxs/<name>.parquet`), not a daily partition."""
+
 CDR_COLUMN_DOCS: dict[str, str] = {name: doc for name, _, _, doc in _CDR_COLUMNS}
 RECORDINGS_COLUMN_DOCS: dict[str, str] = {name: doc for name, _, _, doc in _RECORDINGS_COLUMNS}
 CDR_REJECTS_COLUMN_DOCS: dict[str, str] = {name: doc for name, _, _, doc in _CDR_REJECTS_COLUMNS}
+PBXS_COLUMN_DOCS: dict[str, str] = {name: doc for name, _, _, doc in _PBXS_COLUMNS}
 _DOCS: list[tuple[pa.Schema, dict[str, str]]] = [
     (CDR_SCHEMA, CDR_COLUMN_DOCS),
     (RECORDINGS_SCHEMA, RECORDINGS_COLUMN_DOCS),
     (CDR_REJECTS_SCHEMA, CDR_REJECTS_COLUMN_DOCS),
+    (PBXS_SCHEMA, PBXS_COLUMN_DOCS),
 ]
 
 _DUCKDB_TYPES: dict[pa.DataType, str] = {

@@ -40,6 +40,7 @@ from cdr_assets.errors import CdrAssetsError, PbxApiError, PbxAuthError
 from cdr_assets.pbx_lock import PbxLockTimeout, hold_pbx_lock
 from cdr_assets.schema import TABLE_SCHEMAS
 from cdr_assets.storage.duckdb import DuckDBLockTimeout, ensure_views
+from cdr_assets.storage.pbxs import write_pbx_row
 from cdr_assets.vendors.base import PbxClient
 
 #: What `python -m cdr_assets.auth_breaker` is, for messages about a refused credential.
@@ -153,6 +154,14 @@ class _PbxStep:
         self.held_back: list[str] = []
 
     def run(self, days: list[date]) -> Iterator[_Event]:
+        if self.write_cdr:  # its zone in `pbxs`, for the local hours of `cdr_hourly`
+            write_pbx_row(
+                self.storage.data_dir,
+                pbx=self.pbx.name,
+                vendor=self.pbx.vendor,
+                timezone=self.pbx.timezone,
+                start_date=self.pbx.start_date,
+            )
         done_cdr = self._committed_in_lineage(self.cdr_key, days) if self.write_cdr else set()
         done_rec = set()
         if self.write_recordings and self.rec_key is not None:

@@ -1,7 +1,8 @@
 """The analysts' DuckDB file: views over the Parquet tree, written only when they change.
 
 This module owns the DuckDB file at `storage.duckdb_path`. It holds no data, only one VIEW per
-table (`cdr`, `recordings`, `cdr_rejects`) over `<data_dir>/<table>/*/*/*.parquet`, so ingestion
+table (`cdr`, `recordings`, `cdr_rejects`) over `<data_dir>/<table>/*/*/*.parquet` and the
+analyst views over those (`kpi_views`: `cdr_daily_kpis`, ..., `pbxs`), so ingestion
 never writes rows into DuckDB and never competes for its single-writer lock: a new partition is
 a new Parquet file, and every query re-globs the tree. The view's text depends only on
 `data_dir`, the table's Arrow schema and the DuckDB features available, so `ensure_views` opens
@@ -52,6 +53,7 @@ import duckdb
 import pyarrow as pa
 
 from cdr_assets.errors import CdrAssetsError
+from cdr_assets.storage.kpi_views import kpi_view_selects
 from cdr_assets.storage.parquet import is_local, resolve_fs
 
 HIVE_TYPES: dict[str, str] = {"pbx": "VARCHAR", "call_date": "DATE"}
@@ -341,6 +343,8 @@ def ensure_views(
         )
         for name, schema in schemas.items()
     }
+    if empty_ok:  # the analyst views (`kpi_views`) over those, for DuckDB >= 1.4
+        wanted.update(kpi_view_selects(data_root, schemas))
     deadline = time.monotonic() + lock_timeout_s
     lock = _process_lock(path)
     if not lock.acquire(timeout=max(lock_timeout_s, 0.0)):

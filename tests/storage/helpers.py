@@ -1,12 +1,16 @@
-"""Small builders shared by the storage tests: a compact CDR-like schema, WAV and MP3 bytes."""
+"""Small builders shared by the storage tests: a compact CDR-like schema, full `cdr` and
+`recordings` days written through the package's writer, WAV and MP3 bytes."""
 
 from __future__ import annotations
 
 import io
 import wave
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
+
+from cdr_assets.schema import CDR_SCHEMA, RECORDINGS_SCHEMA
+from cdr_assets.storage.parquet import PartitionWriter
 
 SMALL_SCHEMA = pa.schema(
     [
@@ -67,3 +71,59 @@ def make_mp3(frames: int = 100, *, id3: bool = False) -> bytes:
 def chunked(data: bytes, size: int = 4096) -> list[bytes]:
     """`data` cut into chunks, as an HTTP body would arrive."""
     return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def cdr_table(pbx: str, day: date, calls: list[dict]) -> pa.Table:
+    """Full `cdr` rows (CDR_SCHEMA) of one PBX and day: each dict gives `start_time` and the
+    columns a test cares about; the rest get plausible defaults (an unanswered inbound call)."""
+    filled = []
+    for i, call in enumerate(calls):
+        start = call.get("start_time", datetime(day.year, day.month, day.day, 12, tzinfo=UTC))
+        ring, talk = call.get("ring_s", 0), call.get("talk_s", 0)
+        answered = call.get("disposition", "no_answer") == "answered"
+        row = {
+            "pbx": pbx,
+            "vendor": "zorio",
+            "cdr_id": f"{pbx}-{day}-{i}",
+            "call_id": f"{pbx}-{day}-{i}",
+            "call_date": day,
+            "start_time": start,
+            "answer_time": start + timedelta(seconds=ring) if answered else None,
+            "end_time": start + timedelta(seconds=ring + talk),
+            "duration_s": ring + talk,
+            "ring_s": ring,
+            "talk_s": talk,
+            "direction": "inbound",
+            "disposition": "no_answer",
+            "has_recording": False,
+            "raw": "{}",
+            "ingested_at": datetime(2026, 12, 1, tzinfo=UTC),
+        }
+        row.update(call)
+        row["disposition_raw"] = row["disposition"]
+        filled.append(row)
+    return pa.Table.from_pylist(filled, schema=CDR_SCHEMA)
+
+
+def recordings_table(pbx: str, day: date, statuses: dict[str, str]) -> pa.Table:
+    """`recordings` manifest rows (RECORDINGS_SCHEMA): cdr_id -> status."""
+    rows = [
+        {
+            "pbx": pbx,
+            "vendor": "zorio",
+            "cdr_id": cdr_id,
+            "call_date": day,
+            "status": status,
+            "attempts": 1,
+        }
+        for cdr_id, status in statuses.items()
+    ]
+    return pa.Table.from_pylist(rows, schema=RECORDINGS_SCHEMA)
+
+
+def write_day(data_dir: str, table: str, day_rows: pa.Table) -> None:
+    """Commit one (pbx, call_date) partition of `table` through PartitionWriter."""
+    pbx, day = day_rows["pbx"][0].as_py(), day_rows["call_date"][0].as_py()
+    with PartitionWriter(data_dir, table, pbx, day, day_rows.schema) as writer:
+        writer.write(day_rows)
+        writer.commit()
