@@ -127,7 +127,13 @@ def spec_of(defs: dg.Definitions, key: str) -> dg.AssetSpec:
 def test_each_pbx_gets_its_assets_checks_job_and_schedule(project: Project) -> None:
     project.write(fleet())
     defs = project.defs()
-    assert keys(defs) == {"hq/cdr", "hq/recordings", "saigon/cdr", "saigon/recordings"}
+    assert keys(defs) == {
+        "hq/cdr",
+        "hq/recordings",
+        "saigon/cdr",
+        "saigon/recordings",
+        "analytics/cdr_daily_kpis",
+    }
     assert {
         "hq/cdr:cdr_id_unique",
         "hq/cdr:cdr_complete",
@@ -139,7 +145,7 @@ def test_each_pbx_gets_its_assets_checks_job_and_schedule(project: Project) -> N
     } <= check_keys(defs)
     assert {job.name for job in defs.jobs or []} == {"hq_daily_job", "saigon_daily_job"}
     assert {s.name for s in defs.schedules or []} == {"hq_daily", "saigon_daily"}
-    assert set(defs.resources or {}) == {"hq_pbx", "saigon_pbx"}
+    assert set(defs.resources or {}) == {"hq_pbx", "saigon_pbx", "cdr_duckdb"}
     assert spec_of(defs, "saigon/cdr").group_name == "saigon"
     dg.Definitions.validate_loadable(defs)
 
@@ -173,7 +179,13 @@ def test_python_users_construct_it_from_the_config_models() -> None:
     config = parse_config(fleet())
     component = CdrAssetsComponent(storage=config.storage, pbxs=config.pbxs)
     defs = dg.component_defs(component=component)
-    assert keys(defs) == {"hq/cdr", "hq/recordings", "saigon/cdr", "saigon/recordings"}
+    assert keys(defs) == {
+        "hq/cdr",
+        "hq/recordings",
+        "saigon/cdr",
+        "saigon/recordings",
+        "analytics/cdr_daily_kpis",
+    }
 
 
 def test_lazy_exports_are_listed_so_dg_finds_the_component() -> None:
@@ -232,6 +244,7 @@ def test_a_translated_fleet_runs_its_job_and_schedule_on_the_translated_keys(
         "telephony/hq/recordings",
         "telephony/saigon/cdr",
         "telephony/saigon/recordings",
+        "analytics/cdr_daily_kpis",  # the fleet's, not a PBX's: not translated
     }
     cdr, recordings = spec_of(defs, "telephony/hq/cdr"), spec_of(defs, "telephony/hq/recordings")
     assert {cdr.group_name, recordings.group_name} == {"telephony"}
@@ -239,6 +252,11 @@ def test_a_translated_fleet_runs_its_job_and_schedule_on_the_translated_keys(
     assert cdr.tags["pbx"] == "hq" and recordings.tags["asset"] == "recordings"
     assert "dagster/kind/yeastar" in cdr.tags  # merged, not replaced
     assert [dep.asset_key for dep in recordings.deps] == [cdr.key]
+    analytics = spec_of(defs, "analytics/cdr_daily_kpis")
+    assert {dep.asset_key.to_user_string() for dep in analytics.deps} == {
+        "telephony/hq/cdr",
+        "telephony/saigon/cdr",
+    }
     translated_checks = {
         "telephony/hq/cdr:cdr_complete",
         "telephony/hq/recordings:every_recording_archived",

@@ -22,7 +22,13 @@ def test_shipped_demo_config_is_loadable(monkeypatch: pytest.MonkeyPatch) -> Non
     defs = _load_default_definitions(monkeypatch, REPO / "cdr_assets.yaml")
     dg.Definitions.validate_loadable(defs)
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
-    assert keys == {"hq/cdr", "hq/recordings", "saigon/cdr", "saigon/recordings"}
+    assert keys == {
+        "hq/cdr",
+        "hq/recordings",
+        "saigon/cdr",
+        "saigon/recordings",
+        "analytics/cdr_daily_kpis",
+    }
     assert {s.name for s in defs.schedules or []} == {"hq_daily", "saigon_daily"}
 
 

@@ -10,10 +10,11 @@ import warnings
 
 import dagster as dg
 
+from cdr_assets.assets.analytics import build_analytics_definitions
 from cdr_assets.assets.partitions import daily_partitions
 from cdr_assets.assets.pbx_assets import build_pbx_assets
 from cdr_assets.assets.schedules import build_daily_schedule
-from cdr_assets.assets.translator import CdrAssetsTranslator
+from cdr_assets.assets.translator import CdrAssetProps, CdrAssetsTranslator
 from cdr_assets.config import CdrAssetsConfig, PbxConfigBase, StorageConfig
 from cdr_assets.vendors import VENDOR_RESOURCES
 
@@ -65,12 +66,19 @@ def build_definitions(
     retry_policy: dg.RetryPolicy | None = DEFAULT_RETRY_POLICY,
     translator: CdrAssetsTranslator | None = None,
 ) -> dg.Definitions:
-    """Every PBX of one config; the entry point for users assembling their own Definitions."""
+    """Every PBX of one config, and the fleet's `analytics/cdr_daily_kpis` over their `cdr`
+    assets; the entry point for users assembling their own Definitions."""
+    translator = translator or CdrAssetsTranslator()
+    cdr_keys = {
+        pbx.name: translator.get_asset_spec(CdrAssetProps(pbx, "cdr", config.storage)).key
+        for pbx in config.pbxs
+    }
     return dg.Definitions.merge(
         *(
             build_pbx_definitions(
                 pbx, config.storage, retry_policy=retry_policy, translator=translator
             )
             for pbx in config.pbxs
-        )
+        ),
+        build_analytics_definitions(config.pbxs, config.storage, cdr_keys),
     )
