@@ -14,7 +14,10 @@ local days of each PBX, which is not what an analyst means by "the fleet's D". S
 `IdentityPartitionMapping`, which maps keys: analytics "2026-06-01" <- each PBX's local day
 "2026-06-01", the same `call_date` the view groups by. The analytics partitions are daily in
 `Etc/GMT+12` (UTC-12, "Anywhere on Earth", the last zone in which a date ends), so its day D
-exists only once every PBX's day D has closed, and start at the fleet's earliest `start_date`.
+exists only once every PBX's day D has closed, and start at the fleet's latest `start_date`, the
+first date every PBX has: an analytics day mapped to a PBX day that does not exist is one
+Dagster's asset backfills refuse ("depends on non-existent partitions"). Earlier dates stay in
+the `cdr_daily_kpis` view; a PBX added later moves the start to its first day.
 
 It must not fetch from PBXs or write Parquet; it opens the DuckDB file read-only.
 """
@@ -133,10 +136,8 @@ def _cell(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def pbx_table_markdown(
-    pbxs: Sequence[PbxConfigBase], day: date, totals: Mapping[str, DayTotals]
-) -> str:
-    """One row per configured PBX (its own local day `day`), then the fleet's."""
+def pbx_table_markdown(pbxs: Sequence[PbxConfigBase], totals: Mapping[str, DayTotals]) -> str:
+    """One row per configured PBX (its own local day), then the fleet's."""
     header = (
         "| PBX | zone | calls | answered | answer rate | ASR | ACD (s) | avg ring (s) | "
         "talk (min) | recordings archived | missing | failed |"
@@ -161,19 +162,16 @@ def pbx_table_markdown(
         return "| " + " | ".join(cells) + " |"
 
     for pbx in pbxs:
-        if day < pbx.start_date:
-            lines.append(f"| {pbx.name} | {pbx.timezone} | not started (from {pbx.start_date}) |")
-        else:
-            lines.append(line(pbx.name, pbx.timezone, totals.get(pbx.name, DayTotals())))
+        lines.append(line(pbx.name, pbx.timezone, totals.get(pbx.name, DayTotals())))
     fleet = sum(totals.values(), DayTotals())
     lines.append(line("**fleet**", "", fleet))
     return "\n".join(lines)
 
 
 def day_metadata(
-    pbxs: Sequence[PbxConfigBase], day: date, totals: Mapping[str, DayTotals]
+    pbxs: Sequence[PbxConfigBase], totals: Mapping[str, DayTotals]
 ) -> dict[str, dg.MetadataValue]:
-    """The fleet's KPIs of `day` as plottable numbers, and the per-PBX table."""
+    """The fleet's KPIs of one date as plottable numbers, and the per-PBX table."""
     fleet = sum(totals.values(), DayTotals())
     return {
         "calls": dg.MetadataValue.int(fleet.calls),
@@ -189,14 +187,14 @@ def day_metadata(
         "recordings_missing": dg.MetadataValue.int(fleet.recordings_missing),
         "recordings_failed": dg.MetadataValue.int(fleet.recordings_failed),
         "pbxs_with_calls": dg.MetadataValue.int(sum(1 for t in totals.values() if t.calls)),
-        "by_pbx": dg.MetadataValue.md(pbx_table_markdown(pbxs, day, totals)),
+        "by_pbx": dg.MetadataValue.md(pbx_table_markdown(pbxs, totals)),
     }
 
 
 def analytics_partitions(pbxs: Sequence[PbxConfigBase]) -> dg.DailyPartitionsDefinition:
-    """Daily, from the fleet's earliest start, in the zone where a date ends last (see above)."""
+    """Daily, from the first date every PBX has, in the zone where a date ends last (above)."""
     return dg.DailyPartitionsDefinition(
-        start_date=min(p.start_date for p in pbxs).strftime(PARTITION_FORMAT),
+        start_date=max(p.start_date for p in pbxs).strftime(PARTITION_FORMAT),
         timezone=ANALYTICS_TIMEZONE,
         fmt=PARTITION_FORMAT,
     )
@@ -256,7 +254,7 @@ def build_analytics_definitions(
         found = read_day_totals(duckdb, names, min(days), max(days))
         for day in days:
             totals = {name: found[(name, day)] for name in names if (name, day) in found}
-            metadata = day_metadata(pbxs, day, totals)
+            metadata = day_metadata(pbxs, totals)
             context.log.info(
                 "%s: %d calls on %d of %d PBXs",
                 day,

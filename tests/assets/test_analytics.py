@@ -46,8 +46,8 @@ def _config(root: Path) -> CdrAssetsConfig:
             },
             "pbxs": [
                 pbx("hq", "Asia/Kathmandu", "2026-03-01"),
-                pbx("branch", "America/New_York", "2026-03-10"),
-                pbx("late", "Europe/Berlin", "2026-03-20"),
+                pbx("branch", "America/New_York", "2026-03-09"),
+                pbx("quiet", "Europe/Berlin", "2026-03-05"),  # no calls at all
             ],
         }
     )
@@ -125,12 +125,12 @@ def test_each_day_records_the_fleet_kpis(fleet: CdrAssetsConfig) -> None:
     assert "| branch | America/New_York | 2 | 2 | 1.000 | 1.000 | 100.0 | 8.0 | 3.3 | 0 | 1 |" in (
         table
     )
-    assert "| late | Europe/Berlin | not started (from 2026-03-20) |" in table
+    assert "| quiet | Europe/Berlin | 0 | 0 | – | – | – | – | 0.0 | 0 | 0 | 0 |" in table
 
-    mar9 = days["2026-03-09"]  # one unanswered hq call; branch had not started
+    mar9 = days["2026-03-09"]  # one unanswered hq call, nothing else
     assert (mar9["calls"], mar9["answered"], mar9["asr"]) == (1, 0, 0.0)
     assert mar9["acd_s"] is None  # no answered call: no ACD, not a division error
-    assert "| branch | America/New_York | not started (from 2026-03-10) |" in mar9["by_pbx"]
+    assert mar9["pbxs_with_calls"] == 1
 
 
 def test_deps_map_each_pbx_local_day_to_the_same_date(tmp_path: Path) -> None:
@@ -146,18 +146,22 @@ def test_deps_map_each_pbx_local_day_to_the_same_date(tmp_path: Path) -> None:
     cdr_keys = {dg.AssetKey(["telephony", p.name, "cdr"]) for p in config.pbxs}
     assert set(analytics.parent_keys) == cdr_keys
     assert analytics.partitions_def.timezone == ANALYTICS_TIMEZONE
-    assert analytics.partitions_def.get_first_partition_key() == "2026-03-01"  # earliest start
+    first = analytics.partitions_def.get_first_partition_key()
+    assert first == "2026-03-09"  # the first date every PBX has (branch's start)
     assets_def = graph.assets_def_for_key(ANALYTICS_KEY)
     for key in cdr_keys:
         upstream = graph.get(key).partitions_def
         mapping = assets_def.get_partition_mapping(key)
         assert isinstance(mapping, dg.IdentityPartitionMapping)
-        mapped = mapping.get_upstream_mapped_partitions_result_for_partitions(
-            analytics.partitions_def.subset_with_partition_keys(["2026-03-25"]),
-            analytics.partitions_def,
-            upstream,
-        )
-        assert list(mapped.partitions_subset.get_partition_keys()) == ["2026-03-25"]
+        for day in (first, "2026-03-25"):
+            mapped = mapping.get_upstream_mapped_partitions_result_for_partitions(
+                analytics.partitions_def.subset_with_partition_keys([day]),
+                analytics.partitions_def,
+                upstream,
+            )
+            assert list(mapped.partitions_subset.get_partition_keys()) == [day]
+            # what an asset backfill refuses: an analytics day without the PBX's day
+            assert mapped.required_but_nonexistent_subset.is_empty
 
 
 def test_reads_while_an_analyst_holds_the_file(fleet: CdrAssetsConfig) -> None:
