@@ -23,7 +23,12 @@ import pyarrow.parquet as pq
 
 from cdr_assets.schema import PBXS_SCHEMA
 from cdr_assets.storage.parquet import COMPRESSION, is_local, resolve_fs
-from cdr_assets.storage.staging import create_temp, local_staging_dir, staging_dir
+from cdr_assets.storage.staging import (
+    create_temp,
+    local_staging_dir,
+    prune_empty_dirs,
+    staging_dir,
+)
 
 TABLE = "pbxs"
 
@@ -50,7 +55,8 @@ def write_pbx_row(
     )
     final = pbx_row_path(root, pbx)
     local = is_local(fs)
-    tmp = create_temp(staging_dir(root, TABLE) if local else local_staging_dir(), ".parquet.tmp")
+    staging = staging_dir(root, TABLE) if local else local_staging_dir()
+    tmp = create_temp(staging, ".parquet.tmp")
     try:
         pq.write_table(table, tmp, compression=COMPRESSION)
         if local:
@@ -62,3 +68,5 @@ def write_pbx_row(
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        if local:
+            prune_empty_dirs(staging, staging_dir(root))
