@@ -210,11 +210,15 @@ def test_list_defs_shows_each_pbxs_assets_checks_job_and_schedule(project: DgPro
         assert {f"{pbx}/cdr", f"{pbx}/recordings"} <= set(assets)
         assert assets[f"{pbx}/recordings"]["dependency_keys"] == [f"{pbx}/cdr"]
         assert {f"{pbx}/cdr:cdr_id_unique", f"{pbx}/recordings:every_recording_archived"} <= checks
-    assert len(assets) == 4
+    assert sorted(assets["analytics/cdr_daily_kpis"]["dependency_keys"]) == [
+        "hq/cdr",
+        "saigon/cdr",
+    ]
+    assert len(assets) == 5
     assert {j["name"] for j in listed["jobs"]} == {"hq_daily_job", "saigon_daily_job"}
     schedules = {s["name"]: s["cron_schedule"] for s in listed["schedules"]}
     assert schedules == {"hq_daily": "0 2 * * *", "saigon_daily": "0 2 * * *"}
-    assert {r["name"] for r in listed["resources"]} == {"hq_pbx", "saigon_pbx"}
+    assert {r["name"] for r in listed["resources"]} == {"hq_pbx", "saigon_pbx", "cdr_duckdb"}
 
 
 def test_launch_materializes_one_partition_into_duckdb(project: DgProject) -> None:
