@@ -19,7 +19,8 @@ first date every PBX has: an analytics day mapped to a PBX day that does not exi
 Dagster's asset backfills refuse ("depends on non-existent partitions"). Earlier dates stay in
 the `cdr_daily_kpis` view; a PBX added later moves the start to its first day.
 
-It must not fetch from PBXs or write Parquet; it opens the DuckDB file read-only.
+It must not fetch from PBXs or write Parquet. It reads the DuckDB file read-only, after
+`ensure_views`, which writes only a view definition that changed (as every PBX step does).
 """
 
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,7 +41,8 @@ DUCKDB_RESOURCE_KEY = "cdr_duckdb"
 ANALYTICS_TIMEZONE = "Etc/GMT+12"
 
 # Sums per PBX and day from `cdr_daily_kpis`; ACD and average ring are re-weighted by their
-# denominators so the fleet's ratios are ratios of totals, not averages of ratios.
+# denominators so the fleet's ratios are ratios of totals, not averages of ratios (calls whose
+# ring_s is NULL count as the group's average ring).
 _DAY_SQL = """
 SELECT pbx, call_date,
   CAST(sum(calls) AS BIGINT) AS calls,
