@@ -28,6 +28,7 @@ import yaml
 
 from cdr_assets import CdrAssetsComponent
 from cdr_assets.config import CdrAssetsConfig, PbxConfigBase, load_config
+from cdr_assets.errors import ConfigError
 from cdr_assets.simulator import FleetPbxConfig, HostedPbx, Simulator, load_fleet
 from tests.fixtures.dagster_dev import (
     BACKFILL,
@@ -134,6 +135,15 @@ def test_adding_a_pbx_is_one_config_block(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert {"tokyo/cdr", "tokyo/recordings"} <= keys and len(keys) == 14
     assert "tokyo_daily" in {s.name for s in defs.schedules or []}
     assert defs.resolve_assets_def(dg.AssetKey(["tokyo", "cdr"])).op.pool == "zorio_account"
+
+
+def test_a_pool_name_with_whitespace_fails_at_load_naming_the_key(tmp_path: Path) -> None:
+    document = yaml.safe_load((EXAMPLE / "cdr_assets.yaml").read_text())
+    document["pbxs"][1]["pool"] = "kathmandu pool"
+    path = tmp_path / "cdr_assets.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"pbxs\[1\]: pool 'kathmandu pool' must not contain"):
+        load_config(path)
 
 
 def test_the_example_credentials_are_the_simulated_fleets() -> None:
