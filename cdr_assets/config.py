@@ -129,6 +129,13 @@ class PbxConfigBase(_Strict):
         gt=0,
         description="longest Retry-After waited for; a longer one fails the request at once",
     )
+    pool: str = Field(
+        default="",
+        description="Dagster concurrency pool of the PBX's step (default 'cdr_assets/<name>'). "
+        "A pool has no limit until one is set, e.g. `dagster instance concurrency set "
+        "cdr_assets/hq 1` or dagster.yaml's concurrency.pools.default_limit (each PBX's pool "
+        "then gets that limit of its own); PBXs given one pool share its limit",
+    )
     recording_hosts: list[str] = Field(
         default_factory=list,
         description="hosts ('host' or 'host:port') besides base_url's that recording links "
@@ -168,6 +175,14 @@ class PbxConfigBase(_Strict):
                 "schedule_lag_minutes + freshness_grace_minutes must be 1..1439 (the freshness "
                 "deadline is a time of the local day after midnight)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _pool_of_its_own(self) -> PbxConfigBase:
+        if not self.pool.strip():
+            self.pool = f"cdr_assets/{self.name}"
+        elif any(char.isspace() for char in self.pool):
+            raise ValueError(f"pool {self.pool!r} must not contain whitespace (a Dagster pool)")
         return self
 
     @field_validator("name")

@@ -100,6 +100,7 @@ def build_pbx_assets(
         can_subset=True,
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=pbx.pool,  # one per PBX unless configured: a limit there throttles only this PBX
         required_resource_keys={resource_key},
         retry_policy=retry_policy,
     )

@@ -1,8 +1,9 @@
 """`python -m cdr_assets.simulator`: serve both simulated PBX APIs until SIGTERM/SIGINT.
 
-Owns the command line: one flag per config field (server-style switches included) and flags
-that arm runtime faults at start; `--help` documents both, the faults in its epilog. It must
-not implement any behaviour itself: it builds a `SimulatorConfig` and calls `sim.faults`.
+Owns the command line: one flag per config field (server-style switches included), flags that
+arm runtime faults at start (on the root PBXs), and `--fleet FILE`, further PBXs each served
+under `/pbx/<name>`; `--help` documents them, the faults in its epilog. It must not implement
+any behaviour itself: it builds a `SimulatorConfig` (and a fleet) and calls `sim.faults`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .config import (
     ZorioSimConfig,
 )
 from .faults import DELETE, Faults
+from .fleet import load_fleet
 from .server import Simulator
 
 EPILOG = """\
@@ -115,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of answered calls with a recording")
     p.add_argument("--page-cache-mb", type=int, default=c.page_cache_mb,
                    help="memory bound of the rendered-page LRU (0: off)")
+    p.add_argument("--fleet", metavar="FILE", default=None,
+                   help="also serve the PBXs of this fleet file (YAML: `defaults`, `pbxs` of flat "
+                        "blocks), each at /pbx/<name> with its own seed, zone, credentials and "
+                        "format; e.g. examples/fleet/simulator.yaml. The other flags configure "
+                        "the root PBXs only")
 
     s = p.add_argument_group("server styles (both vendors)")
     s.add_argument("--pretty", action="store_true",
@@ -367,7 +374,8 @@ def apply_fault_flags(faults: Faults, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        sim = Simulator(config_from_args(args), host=args.host, port=args.port)
+        fleet = load_fleet(args.fleet) if args.fleet else ()
+        sim = Simulator(config_from_args(args), host=args.host, port=args.port, fleet=fleet)
         apply_fault_flags(sim.faults, args)
     except ValueError as exc:
         print(f"invalid simulator option: {exc}", file=sys.stderr)
@@ -377,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     sim.start()
     print(f"simulator listening on {sim.base_url}", flush=True)
+    for pbx in sim.fleet.values():
+        print(f"  {pbx.vendor} PBX {pbx.name!r} ({pbx.timezone}) at {pbx.base_url}", flush=True)
     try:
         while not stop.wait(0.5):
             pass

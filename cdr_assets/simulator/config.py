@@ -3,13 +3,15 @@
 Owns the knobs of the simulated PBXs (seed, volume, time zones, display format, credentials,
 TTLs, page cache size) and the server-style switches that make them behave like production
 servers (envelopes, JSON writing, order, recording delivery), plus `SERVER_STYLES`, the named
-one-switch variations client tests run against. It must not know HTTP or how records are
-generated. Every switch is off by default: the default config serves what it always served.
+one-switch variations client tests run against, and `FleetPbxConfig`, one more PBX the same
+server hosts under its own path prefix. It must not know HTTP or how records are generated.
+Every switch is off by default: the default config serves what it always served.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,6 +31,9 @@ RECORD_FILE_SUFFIXES = ("format", "wav")
 ZORIO_ENVELOPES = ("minimal", "laravel")
 ZORIO_DETAIL_RECORDINGS = ("object", "absent")
 AUDIO_CONTENT_TYPES = ("audio", "octet-stream", "none")
+VENDORS = ("yeastar", "zorio")
+FLEET_PATH_PREFIX = "/pbx/"  # a fleet PBX <name> answers under /pbx/<name>/...
+_FLEET_NAME = re.compile(r"^[a-z0-9_]+$")
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -166,6 +171,50 @@ class SimulatorConfig:
                 raise TypeError(f"unknown simulator config field: {key}")
             changes[key] = value
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class FleetPbxConfig:
+    """One PBX of a simulated fleet: a vendor, served under `/pbx/<name>` on the same port.
+
+    Its `config` is a whole `SimulatorConfig` of its own (seed, calls per day, network, and the
+    vendor's sub-config: zone, credentials, display format); only the sub-config of `vendor`
+    is used. PBXs of one vendor need different seeds, or their CDR ids would coincide.
+    """
+
+    name: str
+    vendor: str
+    config: SimulatorConfig = field(default_factory=SimulatorConfig)
+
+    def __post_init__(self) -> None:
+        if not _FLEET_NAME.match(self.name):
+            raise ValueError(f"fleet PBX name {self.name!r} must match [a-z0-9_]+")
+        _check_choice(f"fleet PBX {self.name!r}: vendor", self.vendor, VENDORS)
+
+    @property
+    def prefix(self) -> str:
+        """The path every URL of this PBX starts with."""
+        return f"{FLEET_PATH_PREFIX}{self.name}"
+
+    @property
+    def timezone(self) -> str:
+        return getattr(self.config, self.vendor).timezone
+
+
+def check_fleet(fleet: tuple[FleetPbxConfig, ...]) -> None:
+    """Names unique; PBXs of one vendor on different seeds (distinct CDR ids)."""
+    names: set[str] = set()
+    seeds: dict[tuple[str, int], str] = {}
+    for pbx in fleet:
+        if pbx.name in names:
+            raise ValueError(f"fleet PBX name {pbx.name!r} is used twice")
+        names.add(pbx.name)
+        other = seeds.setdefault((pbx.vendor, pbx.config.seed), pbx.name)
+        if other != pbx.name:
+            raise ValueError(
+                f"fleet PBXs {other!r} and {pbx.name!r} are both {pbx.vendor} with seed "
+                f"{pbx.config.seed}: their CDR ids would coincide; give each its own seed"
+            )
 
 
 # name -> `SimulatorConfig.with_overrides(**kwargs)` kwargs: each differs from the default in

@@ -21,6 +21,12 @@ class Request:
     client_ip: str
     host: str  # Host header, else the server's own host:port
     endpoint: str = ""  # stats key, set by the router
+    prefix: str = ""  # the fleet PBX's path prefix ("/pbx/<name>"), stripped from `path`
+
+    @property
+    def origin(self) -> str:
+        """The URL the PBX answering this request lives at: links it hands out start here."""
+        return f"http://{self.host}{self.prefix}"
 
 
 @dataclass

@@ -1,12 +1,15 @@
-"""The `Simulator`: one loopback HTTP/1.1 server speaking both vendor APIs.
+"""The `Simulator`: one loopback HTTP/1.1 server speaking both vendor APIs, for one PBX of each
+vendor at the root and for any number of fleet PBXs, each under `/pbx/<name>` (`HostedPbx`).
 
-Owns the wire: routing by path to the vendor handlers, keep-alive with exact Content-Length,
-streamed bodies, a remote network's latency and bandwidth (`SimulatorConfig.latency_ms`, ...),
-transport-level faults (injected failures, delayed answers, connections reset mid-body, halved
-bodies, throttled / truncated / corrupted audio), request statistics, and the server's
-lifecycle. It binds any loopback address (`host="127.0.0.2"` for a second host).
-Record contents live in `data.py`, vendor semantics in `yeastar.py` / `zorio.py`. Nothing
-here logs query strings or secrets.
+Owns the wire: routing by path to the PBX and its vendor handlers, keep-alive with exact
+Content-Length, streamed bodies, a remote network's latency and bandwidth
+(`SimulatorConfig.latency_ms`, ...), transport-level faults (injected failures, delayed answers,
+connections reset mid-body, halved bodies, throttled / truncated / corrupted audio), request
+statistics, and the server's lifecycle. It binds any loopback address (`host="127.0.0.2"` for a
+second host).
+A fleet PBX has its own config (seed, volume, zone, credentials, format, network), faults and
+stats; `sim.stats` counts every request the server answers. Record contents live in `data.py`,
+vendor semantics in `yeastar.py` / `zorio.py`. Nothing here logs query strings or secrets.
 """
 
 from __future__ import annotations
@@ -19,15 +22,16 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .api import VendorApi
 from .audio import corrupt, iter_audio
-from .config import SimulatorConfig
+from .config import FLEET_PATH_PREFIX, FleetPbxConfig, SimulatorConfig, check_fleet
 from .data import parse_day
 from .faults import YEASTAR_API_PREFIX, Faults, Stats, TransportRule
 from .pagecache import PageCache
@@ -71,45 +75,53 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         sim = self.server.sim
-        sim.stats.enter()
-        try:
-            self._serve(sim)
-        finally:
-            sim.stats.leave()
-
-    def _serve(self, sim: Simulator) -> None:
         url = urlsplit(self.path)
+        tenant, path = sim._tenant_of(url.path)
+        for stats in tenant.counters:
+            stats.enter()
+        try:
+            self._serve(sim, tenant, path, url.query)
+        finally:
+            for stats in tenant.counters:
+                stats.leave()
+
+    def _serve(self, sim: Simulator, tenant: _Tenant, path: str, query: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         host = self.headers.get("Host") or f"{sim.host}:{sim.port}"
-        delay = sim.faults.take_transport("delay", url.path)
-        wait = sim.network_latency_s() + (delay.amount if delay is not None else 0.0)
+        delay = tenant.faults.take_transport("delay", path)
+        wait = tenant.latency_s() + (delay.amount if delay is not None else 0.0)
         if wait and sim._stopping.wait(wait):
             self.close_connection = True
             return
         req = Request(
             method=self.command,
-            path=url.path,
-            query=dict(parse_qsl(url.query, keep_blank_values=True)),
+            path=path,
+            query=dict(parse_qsl(query, keep_blank_values=True)),
             headers=self.headers,  # type: ignore[arg-type]
             body=body,
             client_ip=self.client_address[0],
             host=host,
+            prefix=tenant.prefix,
         )
         try:
-            reply = sim._route(req)
+            reply = tenant.route(req)
         except Exception:  # a bug must not kill the connection silently
             reply = json_reply(500, {"message": "Simulator error."})
         # Recorded before the reply goes out, so a client that has its answer sees it counted.
-        # A Yeastar download path is itself a credential: record only the endpoint.
-        path = req.endpoint if req.endpoint == "/api/download" else req.path
-        sim.stats.record(req.method, path, req.endpoint or req.path, reply.status)
-        self._write(sim, reply, req.path)
+        # A Yeastar download path is itself a credential: record only the endpoint. The server's
+        # stats see a fleet PBX's requests with its prefix, the PBX's own stats without.
+        shown = req.endpoint if req.endpoint == "/api/download" else req.path
+        endpoint = req.endpoint or req.path
+        for stats in tenant.counters:
+            prefix = tenant.prefix if stats is sim.stats else ""
+            stats.record(req.method, prefix + shown, endpoint, reply.status)
+        self._write(tenant, reply, req.path)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch  # noqa: N815
 
-    def _write(self, sim: Simulator, reply: Reply, path: str) -> None:
-        faults = sim.faults
+    def _write(self, tenant: _Tenant, reply: Reply, path: str) -> None:
+        faults = tenant.faults
         reset = faults.take_transport("reset", path)
         halve = faults.take_transport("truncate_body", path) is not None
         try:
@@ -122,9 +134,9 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(body[: int(reset.amount)])
                     self._reset()
                     return
-                self._paced_write(body, sim.config.bandwidth_bytes_per_s)
+                self._paced_write(body, tenant.config.bandwidth_bytes_per_s)
                 return
-            self._stream(sim, reply, halve, reset)
+            self._stream(tenant, reply, halve, reset)
         except (ConnectionError, TimeoutError, OSError):
             self.close_connection = True
         finally:
@@ -159,13 +171,13 @@ class _Handler(BaseHTTPRequestHandler):
         sock.close()
 
     def _stream(
-        self, sim: Simulator, reply: Reply, halve: bool, reset: TransportRule | None
+        self, tenant: _Tenant, reply: Reply, halve: bool, reset: TransportRule | None
     ) -> None:
         assert reply.stream is not None and reply.length is not None
         chunks: Iterator[bytes] = reply.stream
         length = reply.length // 2 if halve else reply.length  # what Content-Length says
         limit = length
-        faults = sim.faults
+        faults = tenant.faults
         if reply.audio and reply.status == 200:
             if faults.take_corrupt():
                 chunks = corrupt(chunks)
@@ -181,12 +193,13 @@ class _Handler(BaseHTTPRequestHandler):
                 break
             if sent + len(chunk) > limit:
                 chunk = chunk[: limit - sent]
-            rates = [sim.config.bandwidth_bytes_per_s,
+            rates = [tenant.config.bandwidth_bytes_per_s,
                      faults.throttle_bytes_per_s if reply.audio else None]
             self._paced_write(chunk, min((r for r in rates if r), default=0))
             sent += len(chunk)
         if reply.audio:
-            sim.stats.add_audio_bytes(sent)
+            for stats in tenant.counters:
+                stats.add_audio_bytes(sent)
         if reset is not None:
             self._reset()
         elif sent < length:
@@ -195,15 +208,128 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
 
 
+class _Tenant:
+    """What answers a request: a config, faults, stats and vendor handlers (the root pair of
+    PBXs, or one fleet PBX)."""
+
+    def __init__(
+        self, prefix: str, config: SimulatorConfig, faults: Faults, counters: tuple[Stats, ...],
+        apis: Mapping[str, VendorApi],
+    ) -> None:
+        self.prefix = prefix
+        self.config = config
+        self.faults = faults
+        self.counters = counters  # every Stats that counts this tenant's requests
+        self.apis = apis
+        self._jitter = random.Random(config.seed)
+        self._jitter_lock = threading.Lock()
+
+    def latency_s(self) -> float:
+        """How long the next request waits before it is answered: the configured latency plus
+        a seeded uniform jitter."""
+        latency, jitter = self.config.latency_ms, self.config.latency_jitter_ms
+        if jitter:
+            with self._jitter_lock:
+                latency += self._jitter.uniform(0.0, jitter)
+        return latency / 1000.0
+
+    def route(self, req: Request) -> Reply:
+        path = req.path
+        if path.startswith(YEASTAR_API_PREFIX):
+            req.endpoint = path[len(YEASTAR_API_PREFIX):]
+        elif path.startswith("/api/download/"):
+            req.endpoint = "/api/download"
+        rule = self.faults.take_failure(path, req.query)
+        if rule is not None:
+            headers = [("Retry-After", rule.retry_after)] if rule.retry_after else []
+            return Reply(rule.status, rule.body or b"", rule.content_type, headers)
+        if req.endpoint:
+            api = self.apis.get("yeastar")
+        elif path.startswith(("/api/pbx/", "/api/public/")) or path.rstrip("/") == "/api/pbx":
+            api = self.apis.get("zorio")
+        else:
+            api = None
+        return api.handle(req) if api is not None else json_reply(404, {"message": "Not found."})
+
+
+def _recording_chunks(api: VendorApi, recording_ref: str) -> Iterator[bytes]:
+    found = api.recording(recording_ref)
+    if found is None:
+        raise KeyError(f"no downloadable {api.vendor} recording {recording_ref!r}")
+    d, i, _, seconds = found
+    fmt = api.cfg.recording_format if isinstance(api, YeastarApi) else "wav"
+    return iter_audio(fmt, api.audio_key(d, i), seconds)
+
+
+def _sha256(chunks: Iterable[bytes]) -> str:
+    h = hashlib.sha256()
+    for chunk in chunks:
+        h.update(chunk)
+    return h.hexdigest()
+
+
+class HostedPbx(_Tenant):
+    """A fleet PBX the simulator hosts under `/pbx/<name>`: one vendor's API with its own
+    config, `faults` and `stats` (requests to it are also counted in the server's `stats`).
+
+    >>> pbx = sim.pbx("kathmandu")
+    >>> pbx.base_url  # "http://127.0.0.1:<port>/pbx/kathmandu", the PBX's base_url
+    """
+
+    def __init__(self, sim: Simulator, spec: FleetPbxConfig) -> None:
+        self.name = spec.name
+        self.vendor = spec.vendor
+        self.stats = Stats()
+        faults = Faults()
+        cache = PageCache(spec.config.page_cache_mb * 2**20)
+        api: YeastarApi | ZorioApi
+        if spec.vendor == "yeastar":
+            api = YeastarApi(spec.config, faults, self.stats, secrets.token_bytes(32), cache)
+        else:
+            api = ZorioApi(spec.config, faults, self.stats, cache)
+        self.api = api
+        self._sim = sim
+        super().__init__(spec.prefix, spec.config, faults, (sim.stats, self.stats),
+                         {spec.vendor: api})
+
+    @property
+    def base_url(self) -> str:
+        """What the PBX's `base_url` in `cdr_assets.yaml` is."""
+        return f"{self._sim.base_url}{self.prefix}"
+
+    @property
+    def timezone(self) -> str:
+        return self.api.cfg.timezone
+
+    def calls(self, local_day: date | str) -> list[Any]:
+        """Every record of a PBX-local day, exactly as its list pages serve them now."""
+        return self.api.day_records(parse_day(local_day))
+
+    def recording_bytes(self, recording_ref: str) -> bytes:
+        return b"".join(_recording_chunks(self.api, recording_ref))
+
+    def recording_sha256(self, recording_ref: str) -> str:
+        return _sha256(_recording_chunks(self.api, recording_ref))
+
+    def recording_size(self, recording_ref: str) -> int:
+        return sum(len(c) for c in _recording_chunks(self.api, recording_ref))
+
+    def unblock_ips(self) -> None:
+        if isinstance(self.api, YeastarApi):
+            self.api.unblock_ips()
+
+
 class Simulator:
-    """Both vendor APIs on one loopback port, from deterministic synthetic data.
+    """Both vendor APIs on one loopback port, from deterministic synthetic data: one PBX of
+    each vendor at the root, and the fleet's PBXs under `/pbx/<name>` (`sim.pbx(name)`).
 
     >>> with Simulator(SimulatorConfig(seed=7, calls_per_day=200)) as sim:
     ...     url = sim.base_url  # "http://127.0.0.1:<port>"
     """
 
     def __init__(
-        self, config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0
+        self, config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0,
+        fleet: Iterable[FleetPbxConfig] = (),
     ) -> None:
         self.config = config or SimulatorConfig()
         self.host = host
@@ -220,8 +346,11 @@ class Simulator:
         self._stopping = threading.Event()  # wakes requests held by delay_next
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
-        self._jitter = random.Random(self.config.seed)
-        self._jitter_lock = threading.Lock()
+        self._root = _Tenant("", self.config, self.faults, (self.stats,),
+                             {"yeastar": self.yeastar, "zorio": self.zorio})
+        specs = tuple(fleet)
+        check_fleet(specs)
+        self.fleet: Mapping[str, HostedPbx] = {spec.name: HostedPbx(self, spec) for spec in specs}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -267,13 +396,16 @@ class Simulator:
         self.stop()
 
     def network_latency_s(self) -> float:
-        """How long the next request waits before it is answered: the configured latency plus
-        a seeded uniform jitter."""
-        latency, jitter = self.config.latency_ms, self.config.latency_jitter_ms
-        if jitter:
-            with self._jitter_lock:
-                latency += self._jitter.uniform(0.0, jitter)
-        return latency / 1000.0
+        """How long the next request to the root PBXs waits before it is answered: the
+        configured latency plus a seeded uniform jitter."""
+        return self._root.latency_s()
+
+    def pbx(self, name: str) -> HostedPbx:
+        """The fleet PBX `name`."""
+        try:
+            return self.fleet[name]
+        except KeyError:
+            raise KeyError(f"no fleet PBX {name!r}; hosted: {sorted(self.fleet)}") from None
 
     @property
     def base_url(self) -> str:
@@ -290,21 +422,15 @@ class Simulator:
 
     # ------------------------------------------------------------------ routing
 
-    def _route(self, req: Request) -> Reply:
-        path = req.path
-        if path.startswith(YEASTAR_API_PREFIX):
-            req.endpoint = path[len(YEASTAR_API_PREFIX):]
-        elif path.startswith("/api/download/"):
-            req.endpoint = "/api/download"
-        rule = self.faults.take_failure(path, req.query)
-        if rule is not None:
-            headers = [("Retry-After", rule.retry_after)] if rule.retry_after else []
-            return Reply(rule.status, rule.body or b"", rule.content_type, headers)
-        if req.endpoint:
-            return self.yeastar.handle(req)
-        if path.startswith(("/api/pbx/", "/api/public/")) or path.rstrip("/") == "/api/pbx":
-            return self.zorio.handle(req)
-        return json_reply(404, {"message": "Not found."})
+    def _tenant_of(self, path: str) -> tuple[_Tenant, str]:
+        """Who answers `path`, and the path as that PBX sees it (without a fleet prefix). An
+        unknown fleet name goes to the root, which answers 404."""
+        if path.startswith(FLEET_PATH_PREFIX):
+            name, _, rest = path[len(FLEET_PATH_PREFIX):].partition("/")
+            pbx = self.fleet.get(name)
+            if pbx is not None:
+                return pbx, "/" + rest
+        return self._root, path
 
     # ------------------------------------------------------------------ test helpers
 
@@ -321,13 +447,7 @@ class Simulator:
         return self._api(vendor).day_records(parse_day(local_day))
 
     def _recording_chunks(self, vendor: str, recording_ref: str) -> Iterator[bytes]:
-        api = self._api(vendor)
-        found = api.recording(recording_ref)
-        if found is None:
-            raise KeyError(f"no downloadable {vendor} recording {recording_ref!r}")
-        d, i, _, seconds = found
-        fmt = self.config.yeastar.recording_format if vendor == "yeastar" else "wav"
-        return iter_audio(fmt, api.audio_key(d, i), seconds)
+        return _recording_chunks(self._api(vendor), recording_ref)
 
     def recording_bytes(self, vendor: str, recording_ref: str) -> bytes:
         """What the audio endpoint serves for a recording (Yeastar record_file / Zorio uuid)."""
@@ -335,10 +455,7 @@ class Simulator:
 
     def recording_sha256(self, vendor: str, recording_ref: str) -> str:
         """Hex SHA-256 of a recording, streamed (fine for 200 MB)."""
-        h = hashlib.sha256()
-        for chunk in self._recording_chunks(vendor, recording_ref):
-            h.update(chunk)
-        return h.hexdigest()
+        return _sha256(self._recording_chunks(vendor, recording_ref))
 
     def recording_size(self, vendor: str, recording_ref: str) -> int:
         """Byte length of a recording as served."""

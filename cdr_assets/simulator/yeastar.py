@@ -456,7 +456,8 @@ class YeastarApi(VendorApi):
             "errmsg": "SUCCESS",
             "file": gen.record["record_file"],
             "download_resource_url":
-                f"/api/download/Recording-{payload.hex()}-{sig}.{self.cfg.recording_format}",
+                f"{req.prefix}/api/download/Recording-{payload.hex()}-{sig}."
+                f"{self.cfg.recording_format}",
         })
 
     def _download(self, req: Request) -> Reply:

@@ -109,10 +109,11 @@ class ZorioApi(VendorApi):
     def sign(self, rec_id: int, expires: int) -> str:
         return hmac.new(self._key, f"{rec_id}:{expires}".encode(), sha256).hexdigest()
 
-    def signed_url(self, host: str, rec_id: int) -> str:
-        """A fresh signed audio URL on `recording_base_url`, else on the request's Host."""
+    def signed_url(self, req: Request, rec_id: int) -> str:
+        """A fresh signed audio URL on `recording_base_url`, else where the request came in
+        (its Host, and a fleet PBX's path prefix)."""
         expires = int(time.time()) + self.cfg.link_ttl
-        base = (self.cfg.recording_base_url or f"http://{host}").rstrip("/")
+        base = (self.cfg.recording_base_url or req.origin).rstrip("/")
         return (
             f"{base}/api/public/recordings/{rec_id}/audio"
             f"?expires={expires}&signature={self.sign(rec_id, expires)}"
@@ -219,7 +220,7 @@ class ZorioApi(VendorApi):
             [(t0, t1)], page, per_page, record_filter=self._filter(p))
         total += self.faults.total_offset
         if self.laravel:
-            path = f"http://{req.host}/api/pbx/cdr"
+            path = f"{req.origin}/api/pbx/cdr"
             entries = laravel.paginator_fields(path, page, per_page, total, count)
             entries[1] = ("data", self.data(text))
         else:
@@ -265,7 +266,7 @@ class ZorioApi(VendorApi):
                 "duration": seconds,
                 "file_size": wav_size(seconds) + self.cfg.file_size_delta,
                 "recorded_at": iso_utc(gen.answer_ts or 0),
-                "url": self.signed_url(req.host, self.calls.index.numeric_id(d, i)),
+                "url": self.signed_url(req, self.calls.index.numeric_id(d, i)),
                 "expires_in_seconds": self.cfg.link_ttl,
             }
         body: dict[str, object] = {"data": rec}
@@ -278,7 +279,7 @@ class ZorioApi(VendorApi):
         if found is None:
             return self.reply(404, NOT_FOUND)
         d, i, _, _ = found
-        url = self.signed_url(req.host, self.calls.index.numeric_id(d, i))
+        url = self.signed_url(req, self.calls.index.numeric_id(d, i))
         return Reply(302, b"", "text/plain", [("Location", url)])
 
     def _audio(self, req: Request, rec_id: str) -> Reply:
