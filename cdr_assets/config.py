@@ -76,11 +76,16 @@ class RecordingsAuditConfig(_Strict):
         "null: no schedule, the check runs only when launched",
     )
 
-    @field_validator("sample", "days")
+    @field_validator("sample", "days", mode="before")
     @classmethod
-    def _at_least_one(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value < 1:
-            raise ValueError(f"must be at least 1 or 'all' (got {value})")
+    def _count_or_all(cls, value: Any) -> Any:
+        """One message for both spellings, instead of one per member of the union."""
+        if value == "all":
+            return value
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"must be a whole number of at least 1, or 'all' (got {value!r})")
         return value
 
     @field_validator("cron")
