@@ -23,7 +23,12 @@ def test_shipped_demo_config_is_loadable(monkeypatch: pytest.MonkeyPatch) -> Non
     dg.Definitions.validate_loadable(defs)
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
     assert keys == {"hq/cdr", "hq/recordings", "saigon/cdr", "saigon/recordings"}
-    assert {s.name for s in defs.schedules or []} == {"hq_daily", "saigon_daily"}
+    assert {s.name for s in defs.schedules or []} == {
+        "hq_daily",
+        "saigon_daily",
+        "hq_recordings_audit",
+        "saigon_recordings_audit",
+    }
 
 
 def test_partitions_are_daily_in_each_pbx_zone(monkeypatch: pytest.MonkeyPatch) -> None:
