@@ -5,10 +5,13 @@ audit_job`, scheduled by `recordings_audit.cron`), re-reads a sample (or all) of
 files of the last `recordings_audit.days` local days with `cdr_assets.storage.audit`, and fails
 listing every file that is gone or whose size, sha256 or audio header no longer matches its
 manifest row. It is not blocking and is left out of the daily job, so it never holds back a
-day's recordings and never re-reads the archive on each materialization. The sample is seeded
-by the run id: a retry of the run reads the same files, the next run other ones.
+day's recordings; a run of days that selects it anyway (a UI materialization or `dg launch
+--assets` selects every check of its assets) skips it, so the archive is not re-read with each
+materialization. The sample is seeded by the run id: a retry of the run reads the same files,
+the next run other ones.
 """
 
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -65,15 +68,26 @@ def build_recordings_audit_check(
     days = "every day" if settings.days == "all" else f"the last {settings.days} local days"
     files = "every archived file" if settings.sample == "all" else f"{settings.sample} files"
 
-    @dg.asset_check(
+    spec = dg.AssetCheckSpec(
+        RECORDINGS_AUDIT,
         asset=recordings_key,
-        name=RECORDINGS_AUDIT,
         blocking=False,
         description=f"Re-reads {files} archived on {days} (a new random sample each run, spread "
         "over the days) and compares size, sha256 and audio header with the recordings "
-        "manifest: fails listing files that were deleted or changed (bit rot).",
+        "manifest: fails listing files that were deleted or changed (bit rot). Evaluated in "
+        "runs that are not of a day: its own job, or executed alone.",
     )
-    def recordings_audit(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+
+    @dg.multi_asset_check(specs=[spec], can_subset=True, name=f"{pbx.name}_recordings_audit")
+    def recordings_audit(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        if context.op_execution_context.has_partitions:
+            context.log.info(
+                "%s: recordings_audit is not evaluated in a run of days (it re-reads the "
+                "archive, not a day); job %s_recordings_audit_job runs it",
+                pbx.name,
+                pbx.name,
+            )
+            return
         first, last = audit_window(pbx, settings, datetime.now().astimezone())
         seed = f"{pbx.name}:{context.run.run_id}"
         audit = audit_archive(
@@ -96,13 +110,13 @@ def build_recordings_audit_check(
             last,
             audit.problem_count,
         )
-        return audit_result(audit, first, last, seed)
+        yield audit_result(audit, recordings_key, first, last, seed)
 
     return recordings_audit
 
 
 def audit_result(
-    audit: ArchiveAudit, first: date | None, last: date, seed: str
+    audit: ArchiveAudit, key: dg.AssetKey, first: date | None, last: date, seed: str
 ) -> dg.AssetCheckResult:
     """The check's verdict; its metadata lists files by their path under the archive root."""
     span = f"{first or 'start'}..{last}"
@@ -130,6 +144,8 @@ def audit_result(
     else:
         description = f"{audit.checked} of {audit.archived} archived recordings ({span}) match"
     return dg.AssetCheckResult(
+        asset_key=key,
+        check_name=RECORDINGS_AUDIT,
         passed=not audit.problem_count,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata=metadata,

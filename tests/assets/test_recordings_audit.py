@@ -101,6 +101,31 @@ def test_bit_rot_truncation_deletion_and_a_broken_header_fail_listing_each_file(
     assert "4 of" in (evaluation.description or "")
 
 
+def test_a_run_of_days_skips_it_and_executing_it_alone_evaluates_it(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    """`dg launch --assets hq/cdr,hq/recordings --partition ...` and the UI's Materialize select
+    every check of the assets, the audit too: such a run leaves it out; executing the check on
+    its own (the UI's Execute) runs it."""
+    pipeline = make_pipeline(storage=ALL_DAYS)
+    everything = pipeline.defs.resolve_implicit_global_asset_job_def()
+    keys = {dg.AssetKey(["hq", "cdr"]), dg.AssetKey(["hq", "recordings"])}
+    days = everything.get_subset(asset_selection=keys)
+    audit_key = dg.AssetCheckKey(dg.AssetKey(["hq", "recordings"]), RECORDINGS_AUDIT)
+    assert audit_key in days.asset_layer.asset_graph.asset_check_keys  # selected, as by dg launch
+    result = days.execute_in_process(
+        partition_key=DAY.isoformat(), instance=pipeline.instance, raise_on_error=False
+    )
+    assert result.success
+    assert result.get_asset_materialization_events()
+    names = {e.check_name for e in result.get_asset_check_evaluations()}
+    assert "every_recording_archived" in names and RECORDINGS_AUDIT not in names
+    alone = everything.get_subset(asset_selection=set(), asset_check_selection={audit_key})
+    result = alone.execute_in_process(instance=pipeline.instance)
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.passed and _value(evaluation, "checked") > 0
+
+
 def test_a_sample_reads_that_many_seeded_by_the_run(make_pipeline: Callable[..., Pipeline]) -> None:
     pipeline = make_pipeline(zorio={"recordings_audit": {"sample": 3}}, storage=ALL_DAYS)
     rows = _archived_day(pipeline, "saigon")
