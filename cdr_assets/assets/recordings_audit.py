@@ -21,18 +21,22 @@ import dagster as dg
 from cdr_assets.assets.schedules import build_recordings_audit_schedule
 from cdr_assets.assets.translator import CdrAssetProps, CdrAssetsTranslator
 from cdr_assets.config import PbxConfigBase, RecordingsAuditConfig, StorageConfig
-from cdr_assets.storage.audit import ArchiveAudit, audit_archive
+from cdr_assets.storage.audit import FINDING_KINDS, ArchiveAudit, audit_archive
 
 RECORDINGS_AUDIT = "recordings_audit"
 #: Files listed in the check's metadata; all of them are counted.
 LISTED_PROBLEMS = 50
 
 
+def audit_job_name(pbx: PbxConfigBase) -> str:
+    return f"{pbx.name}_recordings_audit_job"
+
+
 def audit_window(
     pbx: PbxConfigBase, settings: RecordingsAuditConfig, now: datetime
 ) -> tuple[date | None, date]:
-    """(first, last) local day audited at `now`: the `days` days before the PBX's today (all
-    days from `start_date` for `days: all`)."""
+    """(first, last) local day audited at `now`: the `days` days before the PBX's today, not
+    before `start_date`; first is None (every day archived) for `days: all`."""
     last = now.astimezone(ZoneInfo(pbx.timezone)).date() - timedelta(days=1)
     if settings.days == "all":
         return None, last
@@ -49,7 +53,7 @@ def build_recordings_audit_definitions(
     recordings = translator.get_asset_spec(CdrAssetProps(pbx, "recordings", storage))
     check = build_recordings_audit_check(pbx, storage, recordings.key)
     job = dg.define_asset_job(
-        f"{pbx.name}_recordings_audit_job",
+        audit_job_name(pbx),
         selection=dg.AssetSelection.checks(check),
         description=f"Re-reads {pbx.name}'s archived recordings against the manifest; "
         "materializes nothing.",
@@ -83,9 +87,9 @@ def build_recordings_audit_check(
         if context.op_execution_context.has_partitions:
             context.log.info(
                 "%s: recordings_audit is not evaluated in a run of days (it re-reads the "
-                "archive, not a day); job %s_recordings_audit_job runs it",
+                "archive, not a day); job %s runs it",
                 pbx.name,
-                pbx.name,
+                audit_job_name(pbx),
             )
             return
         first, last = audit_window(pbx, settings, datetime.now().astimezone())
@@ -131,7 +135,7 @@ def audit_result(
         "seed": seed,
         "problem_files": dg.MetadataValue.md(_problem_lines(audit)),
     }
-    metadata |= {f"problems_{kind}": n for kind, n in sorted(audit.problem_kinds.items())}
+    metadata |= {f"problems_{kind}": audit.problem_kinds[kind] for kind in FINDING_KINDS}
     if audit.problem_count:
         listed = len(audit.problems)
         more = f" (first {listed} listed)" if listed < audit.problem_count else ""

@@ -40,10 +40,14 @@ _READ_CHUNK = 1024 * 1024
 _LAYOUT_DEPTH = 5
 
 
+#: What can be wrong with an archived file, as `Finding.kind` names it.
+FINDING_KINDS = ("missing", "size", "sha256", "header", "unreadable", "no_uri")
+
+
 class Finding(NamedTuple):
     """What is wrong with one archived file: a kind to count by and a sentence for people."""
 
-    kind: str  # 'missing' | 'size' | 'sha256' | 'header' | 'unreadable' | 'no_uri'
+    kind: str  # one of FINDING_KINDS
     message: str
 
 

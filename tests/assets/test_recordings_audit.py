@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 
 from cdr_assets.assets.recordings_audit import RECORDINGS_AUDIT, audit_window
+from cdr_assets.storage.audit import FINDING_KINDS
 from cdr_assets.storage.manifest import read_manifest
 from tests.assets.conftest import DAY, Pipeline
 
@@ -83,10 +84,10 @@ def test_bit_rot_truncation_deletion_and_a_broken_header_fail_listing_each_file(
     assert evaluation.severity == dg.AssetCheckSeverity.ERROR
     assert _value(evaluation, "checked") == len(rows)
     assert _value(evaluation, "problems") == 4
-    kinds = {
-        k: _value(evaluation, f"problems_{k}") for k in ("sha256", "size", "missing", "header")
-    }
-    assert kinds == {"sha256": 1, "size": 1, "missing": 1, "header": 1}
+    kinds = {k: _value(evaluation, f"problems_{k}") for k in FINDING_KINDS}
+    assert kinds == dict.fromkeys(FINDING_KINDS, 0) | dict.fromkeys(
+        ["sha256", "size", "missing", "header"], 1
+    )
     listed = _value(evaluation, "problem_files")
     for path, why in [
         (flipped, "sha256 differs from the manifest (the bytes changed)"),
