@@ -114,15 +114,29 @@ def build_recordings_audit_check(
             last,
             audit.problem_count,
         )
-        yield audit_result(audit, recordings_key, first, last, seed)
+        yield audit_result(audit, recordings_key, pbx, settings, (first, last), seed)
 
     return recordings_audit
 
 
+def shell_command(pbx: str, first: date | None, last: date, sample: int | str, seed: str) -> str:
+    """The `cdr_assets verify-archive` line that re-reads the same files as this audit."""
+    days = f" --from {first}" if first else ""
+    chosen = "" if sample == "all" else f" --sample {sample} --seed {seed}"
+    return f"cdr_assets verify-archive --pbx {pbx}{days} --to {last}{chosen}"
+
+
 def audit_result(
-    audit: ArchiveAudit, key: dg.AssetKey, first: date | None, last: date, seed: str
+    audit: ArchiveAudit,
+    key: dg.AssetKey,
+    pbx: PbxConfigBase,
+    settings: RecordingsAuditConfig,
+    window: tuple[date | None, date],
+    seed: str,
 ) -> dg.AssetCheckResult:
     """The check's verdict; its metadata lists files by their path under the archive root."""
+    first, last = window
+    sample = settings.sample
     span = f"{first or 'start'}..{last}"
     metadata: dict[str, Any] = {
         "days": audit.days,
@@ -133,6 +147,9 @@ def audit_result(
         "first_day": str(first) if first else "all",
         "last_day": str(last),
         "seed": seed,
+        "same_sample_from_the_shell": dg.MetadataValue.text(
+            shell_command(pbx.name, first, last, sample, seed)
+        ),
         "problem_files": dg.MetadataValue.md(_problem_lines(audit)),
     }
     metadata |= {f"problems_{kind}": audit.problem_kinds[kind] for kind in FINDING_KINDS}

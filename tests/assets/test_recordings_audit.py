@@ -3,6 +3,7 @@ re-read by the audit's own job on the same instance, intact and then damaged."""
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -10,7 +11,9 @@ from typing import Any
 
 import dagster as dg
 import pytest
+import yaml
 
+from cdr_assets import verify_archive
 from cdr_assets.assets.recordings_audit import RECORDINGS_AUDIT, audit_window
 from cdr_assets.storage.audit import FINDING_KINDS
 from cdr_assets.storage.manifest import read_manifest
@@ -127,7 +130,9 @@ def test_a_run_of_days_skips_it_and_executing_it_alone_evaluates_it(
     assert evaluation.passed and _value(evaluation, "checked") > 0
 
 
-def test_a_sample_reads_that_many_seeded_by_the_run(make_pipeline: Callable[..., Pipeline]) -> None:
+def test_a_sample_reads_that_many_seeded_by_the_run_and_the_shell_reads_it_again(
+    make_pipeline: Callable[..., Pipeline], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pipeline = make_pipeline(zorio={"recordings_audit": {"sample": 3}}, storage=ALL_DAYS)
     rows = _archived_day(pipeline, "saigon")
     evaluation = _audit(pipeline, "saigon")
@@ -135,6 +140,24 @@ def test_a_sample_reads_that_many_seeded_by_the_run(make_pipeline: Callable[...,
     assert (_value(evaluation, "checked"), _value(evaluation, "archived")) == (3, len(rows))
     runs = pipeline.instance.get_run_records()
     assert _value(evaluation, "seed") == f"saigon:{runs[0].dagster_run.run_id}"
+
+    for row in rows:
+        Path(row.uri).unlink()  # every file gone: each audit lists exactly what it read
+    first = _audit(pipeline, "saigon")
+    assert _value(first, "problems") == 3
+    listed = _value(first, "problem_files")
+    command = _value(first, "same_sample_from_the_shell")
+    assert command.startswith("cdr_assets verify-archive --pbx saigon --to ")
+    config = tmp_path / "cdr_assets.yaml"
+    config.write_text(yaml.safe_dump(pipeline.config.model_dump(mode="json")))
+    capsys.readouterr()
+    assert verify_archive.main([*shlex.split(command)[2:], "--config", str(config)]) == 1
+    printed = capsys.readouterr().out
+    assert "checked 3 of" in printed
+    read_again = {line.split()[2].rstrip(":") for line in printed.splitlines()[1:]}
+    assert read_again == {
+        line.split("`")[1].rsplit("/", 1)[1].split(".")[0] for line in listed.splitlines()
+    }
 
 
 def test_the_audit_has_its_own_job_and_schedule_and_the_daily_job_leaves_it_out(
