@@ -156,7 +156,8 @@ class CdrAssetsComponent(dg.Component, dg.Model, dg.Resolvable):
             inject_before_resolve=False,
             description="Where Parquet, the DuckDB file, the recording archive and the shared "
             "state live: data_dir, duckdb_path, recordings_dir (fsspec URLs allowed), "
-            "recordings_storage_options, state_dir. Relative paths are from the project root.",
+            "recordings_storage_options, state_dir, recordings_audit. Relative paths are from the "
+            "project root.",
             examples=[{"data_dir": "./data", "duckdb_path": "./data/cdr.duckdb"}],
         ),
     ] = StorageConfig()

@@ -57,6 +57,57 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class RecordingsAuditConfig(_Strict):
+    """How the scheduled `recordings_audit` check re-reads the archive against its manifest."""
+
+    sample: int | Literal["all"] = Field(
+        default=200,
+        description="archived files re-read per run, chosen at random (seeded by the run) and "
+        "spread over every day in range; 'all' re-reads each one",
+    )
+    days: int | Literal["all"] = Field(
+        default=30,
+        description="local days audited, ending with the day before the run; 'all' audits the "
+        "whole archive",
+    )
+    cron: str | None = Field(
+        default="0 3 * * 0",
+        description="when the audit runs, in the PBX's time zone (default Sundays 03:00); "
+        "null: no schedule, the check runs only when launched",
+    )
+
+    @field_validator("sample", "days", mode="before")
+    @classmethod
+    def _count_or_all(cls, value: Any) -> Any:
+        """One message for both spellings, instead of one per member of the union."""
+        if value == "all":
+            return value
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"must be a whole number of at least 1, or 'all' (got {value!r})")
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _check_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:  # Dagster's own parser decides what a schedule accepts
+            dg.ScheduleDefinition(name="recordings_audit", cron_schedule=value, job_name="audit")
+        except dg.DagsterInvalidDefinitionError:
+            raise ValueError(
+                f"{value!r} is not a cron expression of 5 fields (e.g. '0 3 * * 0')"
+            ) from None
+        return value
+
+    def merged(self, override: RecordingsAuditConfig | None) -> RecordingsAuditConfig:
+        """These settings with the keys `override` sets (a PBX's own block) taking precedence."""
+        if override is None:
+            return self
+        return self.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
+
+
 class StorageConfig(_Strict):
     """Where Parquet, the DuckDB file and the recording archive live."""
 
@@ -73,6 +124,10 @@ class StorageConfig(_Strict):
         description="local directory of state shared by runs and processes (the auth breaker "
         "that keeps a refused credential from being retried); never a URL. Default: "
         "<data_dir>/.state when data_dir is local, else ./data/.state",
+    )
+    recordings_audit: RecordingsAuditConfig = Field(
+        default_factory=RecordingsAuditConfig,
+        description="defaults of every PBX's recordings_audit check (sample, days, cron)",
     )
 
     @model_validator(mode="after")
@@ -106,6 +161,10 @@ class PbxConfigBase(_Strict):
         default=3, ge=1, description="runs that look again for a recording the PBX called missing"
     )
     archive_recordings: bool = True
+    recordings_audit: RecordingsAuditConfig | None = Field(
+        default=None,
+        description="this PBX's recordings_audit keys (sample, days, cron), over storage's",
+    )
     schedule_lag_minutes: int = Field(default=120, ge=0, lt=24 * 60)
     schedule_rerun_days: int = Field(default=1, ge=0, le=31)
     freshness_grace_minutes: int = Field(
@@ -160,6 +219,10 @@ class PbxConfigBase(_Strict):
         description="more rejected records than this in one batch fail the day: a format change, "
         "not a stray record",
     )
+
+    def audit_settings(self, storage: StorageConfig) -> RecordingsAuditConfig:
+        """The PBX's `recordings_audit` settings: its own keys, else storage's, else defaults."""
+        return storage.recordings_audit.merged(self.recordings_audit)
 
     @field_validator("recording_hosts")
     @classmethod

@@ -249,6 +249,7 @@ class RecordingArchiver:
                     sha256=stored.sha256,
                     content_type=stored.content_type,
                     duration_s=stored.duration_s,
+                    recorded_at=stream.recorded_at,
                     error=stored.note,
                 )
             except PbxAuthError:

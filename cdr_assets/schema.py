@@ -85,6 +85,13 @@ _RECORDINGS_COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
         True,
         "Recording length in seconds (fractional: from the audio header, else the vendor's).",
     ),
+    (
+        "recorded_at",
+        UTC_TIMESTAMP,
+        True,
+        "When the recording started (UTC), as the vendor states it (Zorio recording.recorded_at); "
+        "null when the vendor does not say.",
+    ),
     ("archived_at", UTC_TIMESTAMP, True, "When the file was verified and stored (UTC)."),
     ("attempts", pa.int32(), False, "Download attempts made for this recording so far."),
     ("error", pa.string(), True, "Why the last attempt failed (redacted); null when archived."),

@@ -1,4 +1,5 @@
-"""`cdr_assets verify-archive [--pbx NAME] [--from DAY] [--to DAY] [--sample N] [--config PATH]`.
+"""`cdr_assets verify-archive [--pbx NAME] [--from DAY] [--to DAY] [--sample N [--seed S]]
+[--config PATH]`.
 
 The command a compliance officer runs: every archived recording of the configured PBXs (or a
 random sample) is read back and compared with its `recordings` manifest row (present, same
@@ -29,6 +30,11 @@ def main(argv: list[str] | None = None, prog: str = "cdr_assets verify-archive")
     parser.add_argument("--to", dest="last", type=date.fromisoformat, help="last day")
     parser.add_argument("--sample", type=int, help="re-read only this many, chosen at random")
     parser.add_argument(
+        "--seed",
+        help="seed of the random sample: a recordings_audit check's `seed` (with its days and "
+        "sample) reads the same files again",
+    )
+    parser.add_argument(
         "--config", help="config file (default: $CDR_ASSETS_CONFIG, else ./cdr_assets.yaml)"
     )
     args = parser.parse_args(argv)
@@ -53,6 +59,7 @@ def main(argv: list[str] | None = None, prog: str = "cdr_assets verify-archive")
         first=args.first,
         last=args.last,
         sample=args.sample,
+        seed=args.seed,
         recordings_storage_options=storage.recordings_storage_options,
     )
     print(

@@ -142,9 +142,20 @@ def test_each_pbx_gets_its_assets_checks_job_and_schedule(project: Project) -> N
         "hq/recordings:every_recording_archived",
         "saigon/cdr:cdr_complete",
         "saigon/recordings:every_recording_archived",
+        "saigon/recordings:recordings_audit",
     } <= check_keys(defs)
-    assert {job.name for job in defs.jobs or []} == {"hq_daily_job", "saigon_daily_job"}
-    assert {s.name for s in defs.schedules or []} == {"hq_daily", "saigon_daily"}
+    assert {job.name for job in defs.jobs or []} == {
+        "hq_daily_job",
+        "saigon_daily_job",
+        "hq_recordings_audit_job",
+        "saigon_recordings_audit_job",
+    }
+    assert {s.name for s in defs.schedules or []} == {
+        "hq_daily",
+        "saigon_daily",
+        "hq_recordings_audit",
+        "saigon_recordings_audit",
+    }
     assert set(defs.resources or {}) == {"hq_pbx", "saigon_pbx", "cdr_duckdb"}
     assert spec_of(defs, "saigon/cdr").group_name == "saigon"
     dg.Definitions.validate_loadable(defs)
@@ -260,6 +271,7 @@ def test_a_translated_fleet_runs_its_job_and_schedule_on_the_translated_keys(
     translated_checks = {
         "telephony/hq/cdr:cdr_complete",
         "telephony/hq/recordings:every_recording_archived",
+        "telephony/hq/recordings:recordings_audit",
     }
     assert translated_checks <= check_keys(defs)
 

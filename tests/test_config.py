@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -228,3 +229,52 @@ def test_config_problems_locate_each_error_by_document_keys() -> None:
     )
     assert problems[1].where == "pbxs[1].vendor" and "'avaya'" in problems[1].message
     assert ConfigProblem((), "x").where == "(top level)"
+
+
+def test_recordings_audit_defaults_storage_wide_keys_and_per_pbx_overrides() -> None:
+    config = parse_config(
+        {
+            "storage": {"recordings_audit": {"sample": 50, "cron": "0 4 * * *"}},
+            "pbxs": [
+                _pbx(name="a", recordings_audit={"days": "all"}),
+                _pbx(name="b", recordings_audit={"sample": "all", "cron": None}),
+                _pbx(name="c"),
+            ],
+        }
+    )
+    audits = [pbx.audit_settings(config.storage) for pbx in config.pbxs]
+    assert [(a.sample, a.days, a.cron) for a in audits] == [
+        (50, "all", "0 4 * * *"),
+        ("all", 30, None),
+        (50, 30, "0 4 * * *"),
+    ]
+    default = parse_config({"pbxs": [_pbx()]})
+    settings = default.pbxs[0].audit_settings(default.storage)
+    assert (settings.sample, settings.days, settings.cron) == (200, 30, "0 3 * * 0")
+
+
+@pytest.mark.parametrize(
+    ("audit", "expected"),
+    [
+        (
+            {"sample": 0},
+            r"recordings_audit\.sample: must be a whole number of at least 1, or 'all'",
+        ),
+        ({"sample": "some"}, r"recordings_audit\.sample: must be .* \(got 'some'\)"),
+        ({"days": -1}, r"recordings_audit\.days: must be a whole number"),
+        ({"cron": "0 3 * *"}, r"recordings_audit\.cron: '0 3 \* \*' is not a cron expression"),
+        ({"every": 1}, r"recordings_audit\.every: Extra inputs"),
+    ],
+)
+@pytest.mark.parametrize("where", ["pbxs[0]", "storage"])
+def test_a_bad_recordings_audit_key_is_named(
+    audit: dict[str, object], expected: str, where: str
+) -> None:
+    document: dict[str, object] = {"pbxs": [_pbx()]}
+    if where == "storage":
+        document["storage"] = {"recordings_audit": audit}
+    else:
+        document["pbxs"] = [_pbx(recordings_audit=audit)]
+    with pytest.raises(ConfigError, match=re.escape(where) + r"\." + expected) as raised:
+        parse_config(document)
+    assert str(raised.value).count("\n") == 1  # one line, not one per member of a union

@@ -29,7 +29,12 @@ def test_shipped_demo_config_is_loadable(monkeypatch: pytest.MonkeyPatch) -> Non
         "saigon/recordings",
         "analytics/cdr_daily_kpis",
     }
-    assert {s.name for s in defs.schedules or []} == {"hq_daily", "saigon_daily"}
+    assert {s.name for s in defs.schedules or []} == {
+        "hq_daily",
+        "saigon_daily",
+        "hq_recordings_audit",
+        "saigon_recordings_audit",
+    }
 
 
 def test_partitions_are_daily_in_each_pbx_zone(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -210,14 +210,25 @@ def test_list_defs_shows_each_pbxs_assets_checks_job_and_schedule(project: DgPro
         assert {f"{pbx}/cdr", f"{pbx}/recordings"} <= set(assets)
         assert assets[f"{pbx}/recordings"]["dependency_keys"] == [f"{pbx}/cdr"]
         assert {f"{pbx}/cdr:cdr_id_unique", f"{pbx}/recordings:every_recording_archived"} <= checks
+        assert f"{pbx}/recordings:recordings_audit" in checks
     assert sorted(assets["analytics/cdr_daily_kpis"]["dependency_keys"]) == [
         "hq/cdr",
         "saigon/cdr",
     ]
     assert len(assets) == 5
-    assert {j["name"] for j in listed["jobs"]} == {"hq_daily_job", "saigon_daily_job"}
+    assert {j["name"] for j in listed["jobs"]} == {
+        "hq_daily_job",
+        "saigon_daily_job",
+        "hq_recordings_audit_job",
+        "saigon_recordings_audit_job",
+    }
     schedules = {s["name"]: s["cron_schedule"] for s in listed["schedules"]}
-    assert schedules == {"hq_daily": "0 2 * * *", "saigon_daily": "0 2 * * *"}
+    assert schedules == {
+        "hq_daily": "0 2 * * *",
+        "saigon_daily": "0 2 * * *",
+        "hq_recordings_audit": "0 3 * * 0",
+        "saigon_recordings_audit": "0 3 * * 0",
+    }
     assert {r["name"] for r in listed["resources"]} == {"hq_pbx", "saigon_pbx", "cdr_duckdb"}
 
 

@@ -13,6 +13,7 @@ import dagster as dg
 from cdr_assets.assets.analytics import build_analytics_definitions
 from cdr_assets.assets.partitions import daily_partitions
 from cdr_assets.assets.pbx_assets import build_pbx_assets
+from cdr_assets.assets.recordings_audit import build_recordings_audit_definitions
 from cdr_assets.assets.schedules import build_daily_schedule
 from cdr_assets.assets.translator import CdrAssetProps, CdrAssetsTranslator
 from cdr_assets.config import CdrAssetsConfig, PbxConfigBase, StorageConfig
@@ -40,6 +41,7 @@ def build_pbx_definitions(
     partitions = daily_partitions(pbx)
     resource_key = resource_key_for(pbx)
     resource = VENDOR_RESOURCES[pbx.vendor](**pbx.resource_settings(storage))
+    translator = translator or CdrAssetsTranslator()
     with warnings.catch_warnings():
         # Partitioned check specs are a preview, yet they are how a check has a result per day.
         warnings.simplefilter("ignore", dg.PreviewWarning)
@@ -48,16 +50,22 @@ def build_pbx_definitions(
             storage,
             partitions,
             resource_key,
-            translator=translator or CdrAssetsTranslator(),
+            translator=translator,
             retry_policy=retry_policy,
         )
-    job = dg.define_asset_job(f"{pbx.name}_daily_job", selection=[assets])
-    return dg.Definitions(
+    audit = build_recordings_audit_definitions(pbx, storage, translator)
+    # The audit runs in its own job only: the daily job has the step's own checks.
+    selection = dg.AssetSelection.assets(assets) - dg.AssetSelection.checks(
+        *(audit.asset_checks or [])
+    )
+    job = dg.define_asset_job(f"{pbx.name}_daily_job", selection=selection)
+    daily = dg.Definitions(
         assets=[assets],
         jobs=[job],
         schedules=[build_daily_schedule(pbx, job.name)],
         resources={resource_key: resource},
     )
+    return dg.Definitions.merge(daily, audit)
 
 
 def build_definitions(

@@ -1,4 +1,5 @@
-"""A daily schedule per PBX: the day that just closed, plus recent days again, after a lag."""
+"""Per PBX: a daily schedule (the day that just closed, plus recent days again, after a lag),
+and the recordings audit's own job and schedule."""
 
 from collections.abc import Iterator
 from datetime import timedelta
@@ -6,7 +7,7 @@ from datetime import timedelta
 import dagster as dg
 
 from cdr_assets.assets.partitions import PARTITION_FORMAT
-from cdr_assets.config import PbxConfigBase
+from cdr_assets.config import PbxConfigBase, StorageConfig
 
 
 def build_daily_schedule(pbx: PbxConfigBase, job_name: str) -> dg.ScheduleDefinition:
@@ -38,3 +39,21 @@ def build_daily_schedule(pbx: PbxConfigBase, job_name: str) -> dg.ScheduleDefini
             )
 
     return daily_schedule
+
+
+def build_recordings_audit_schedule(
+    pbx: PbxConfigBase, storage: StorageConfig, job_name: str
+) -> dg.ScheduleDefinition | None:
+    """The audit job's schedule at `recordings_audit.cron` in the PBX's time zone; None when
+    the cron is null (the check then runs only when launched)."""
+    cron = pbx.audit_settings(storage).cron
+    if cron is None:
+        return None
+    return dg.ScheduleDefinition(
+        name=f"{pbx.name}_recordings_audit",
+        job_name=job_name,
+        cron_schedule=cron,
+        execution_timezone=pbx.timezone,
+        description=f"Re-reads {pbx.name}'s recording archive against its manifest "
+        f"({cron}, {pbx.timezone}); materializes nothing.",
+    )

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cdr_assets.storage.parquet import PartitionStats, PartitionWriter, read_partition
 
@@ -42,6 +43,7 @@ class ManifestRow:
     archived_at: datetime | None
     attempts: int
     error: str | None
+    recorded_at: datetime | None = None  # when the recording started, if the vendor says
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(ManifestRow))
@@ -69,16 +71,47 @@ def read_manifest(
     storage_options: Mapping[str, Any] | None = None,
 ) -> dict[str, ManifestRow]:
     """The partition's rows by cdr_id; empty when the partition was never written."""
+    table = read_manifest_table(data_dir, pbx, call_date, storage_options=storage_options)
+    return {} if table is None else {row.cdr_id: row for row in manifest_rows(table)}
+
+
+def read_manifest_table(
+    data_dir: str,
+    pbx: str,
+    call_date: date,
+    *,
+    status: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> pa.Table | None:
+    """The partition as Arrow (rows of `status` only, if given), None when it was never
+    written: what a reader of many days keeps instead of a dict of row objects."""
     table = read_partition(data_dir, TABLE, pbx, call_date, storage_options=storage_options)
-    if table is None:
-        return {}
+    if table is not None and status is not None:
+        table = table.filter(pc.equal(table["status"], status))
+    return table
+
+
+def count_status(
+    data_dir: str,
+    pbx: str,
+    call_date: date,
+    status: str,
+    storage_options: Mapping[str, Any] | None = None,
+) -> int:
+    """Rows of `status` in the partition (0 when never written), reading that column only."""
+    table = read_partition(
+        data_dir, TABLE, pbx, call_date, columns=["status"], storage_options=storage_options
+    )
+    return 0 if table is None else pc.sum(pc.equal(table["status"], status)).as_py() or 0
+
+
+def manifest_rows(table: pa.Table) -> Iterator[ManifestRow]:
+    """`ManifestRow`s of a manifest table, batch by batch; a column an older manifest lacks
+    (`recorded_at`) is None."""
     present = [n for n in _FIELDS if n in table.column_names]
-    rows: dict[str, ManifestRow] = {}
     for batch in table.select(present).to_batches(max_chunksize=_BATCH_ROWS):
         for record in batch.to_pylist():
-            row = ManifestRow(**{name: record.get(name) for name in _FIELDS})
-            rows[row.cdr_id] = row
-    return rows
+            yield ManifestRow(**{name: record.get(name) for name in _FIELDS})
 
 
 def write_manifest(

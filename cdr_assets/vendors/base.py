@@ -231,7 +231,8 @@ class RecordingStream(AbstractContextManager["RecordingStream"]):
     what the response says the audio is ("wav"/"mp3"): its Content-Type, else the magic bytes
     of the first chunk (None until then). A recording's file name says nothing reliable: a PBX
     set to MP3 downloads serves MP3 for a `.wav` record_file. `on_format`, if given, hears the
-    format once it is known.
+    format once it is known. `recorded_at` is when the recording started (UTC) where the
+    vendor states it (Zorio `recording.recorded_at`), else None.
     """
 
     def __init__(
@@ -255,6 +256,7 @@ class RecordingStream(AbstractContextManager["RecordingStream"]):
         self._response = response
         self._on_format = on_format
         self.format: str | None = None
+        self.recorded_at: datetime | None = None
         self.bytes_read = 0
         self._learn(announced_format(self.content_type))
 

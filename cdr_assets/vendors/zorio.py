@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from typing import Any, ClassVar, cast
 from urllib.parse import quote, urljoin, urlsplit
@@ -506,7 +506,9 @@ class ZorioResource(PbxResource):
             raise PbxApiError(
                 self.pbx_name, endpoint, "'data.recording.file_size' is not a non-negative integer"
             )
-        return self.open_recording_url(url, recording_ref=recording_ref, expected_bytes=file_size)
+        stream = self.open_recording_url(url, recording_ref=recording_ref, expected_bytes=file_size)
+        stream.recorded_at = _recorded_at(recording.get("recorded_at"))
+        return stream
 
     def open_recording_url(
         self, url: str, *, recording_ref: str = "", expected_bytes: int | None = None
@@ -524,6 +526,18 @@ class ZorioResource(PbxResource):
             what=what,
             expected_bytes=expected_bytes,
         )
+
+
+def _recorded_at(value: Any) -> datetime | None:
+    """`recording.recorded_at` (ISO 8601; no offset read as UTC, like the CDR times) as a UTC
+    instant; None when absent or not a date-time: it describes the file, it never fails it."""
+    if not isinstance(value, str):
+        return None
+    try:
+        instant = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return instant.replace(tzinfo=instant.tzinfo or UTC).astimezone(UTC)
 
 
 def _page_size(envelope: dict[str, int]) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+import pyarrow.parquet as pq
 import pytest
 
 from tests.assets.conftest import DAY, SECRETS, Pipeline
@@ -165,3 +166,48 @@ def test_no_secret_or_signed_link_reaches_logs_metadata_or_files(
     )
     assert texts and not [m.group(0) for text in texts if (m := leaks.search(text))]
     assert any("access_token=***" in text for text in texts)  # redacted, not absent
+
+
+@pytest.mark.parametrize(
+    ("pbx", "vendor", "audio"),
+    [("hq", "yeastar", "wav"), ("hq", "yeastar", "mp3"), ("saigon", "zorio", "wav")],
+)
+def test_duration_comes_from_the_audio_header_and_recorded_at_from_the_vendor(
+    make_pipeline: Callable[..., Pipeline], pbx: str, vendor: str, audio: str
+) -> None:
+    pipeline = make_pipeline(sim_overrides={"yeastar": {"recording_format": audio}})
+    pipeline.materialize(f"{pbx}/cdr,{pbx}/recordings", DAY.isoformat())
+    rows = pipeline.query(
+        "SELECT c.recording_ref, r.content_type, r.duration_s, r.recorded_at, c.answer_time "
+        "FROM recordings r JOIN cdr c USING (pbx, cdr_id) WHERE pbx = ?",
+        pbx,
+    )
+    assert rows
+    api = pipeline.sim.yeastar if vendor == "yeastar" else pipeline.sim.zorio
+    for ref, content_type, duration_s, recorded_at, answer_time in rows:
+        found = api.recording(ref)
+        assert found is not None
+        assert content_type == ("audio/mpeg" if audio == "mp3" else "audio/wav")
+        # WAV: data bytes / byte rate, exact; MP3: the constant-bitrate estimate of whole frames
+        # (the simulator rounds up to a frame, 26 ms)
+        if audio == "wav":
+            assert duration_s == found[3]
+        else:
+            assert duration_s == pytest.approx(found[3], rel=0.01, abs=0.03)
+        if vendor == "zorio":  # the detail's recording.recorded_at: when the call was answered
+            assert recorded_at == answer_time and recorded_at is not None
+        else:  # Yeastar's download flow states no start time
+            assert recorded_at is None
+
+
+def test_a_manifest_written_before_recorded_at_still_reads_in_the_view(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    pipeline = make_pipeline()
+    pipeline.materialize("saigon/cdr,saigon/recordings", DAY.isoformat())
+    data_dir = Path(pipeline.config.storage.data_dir)
+    (path,) = (data_dir / "recordings" / "pbx=saigon").rglob("*.parquet")
+    old = pq.read_table(path)
+    pq.write_table(old.drop_columns(["recorded_at"]), path)  # as an earlier version wrote it
+    rows = pipeline.query("SELECT count(*), count(recorded_at), count(duration_s) FROM recordings")
+    assert rows == [(old.num_rows, 0, old.num_rows)]

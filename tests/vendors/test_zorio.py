@@ -7,7 +7,7 @@ import logging
 import time
 import traceback
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -332,6 +332,19 @@ def test_recording_bytes_match_the_pbx(simulator, zorio) -> None:
         assert stream.expected_bytes == simulator.recording_size("zorio", uuid)
         digest = hashlib.sha256(b"".join(stream.iter_chunks(8192))).hexdigest()
     assert digest == simulator.recording_sha256("zorio", uuid)
+
+
+def test_recorded_at_is_the_detail_s_recording_start_in_utc(
+    simulator, zorio, make_simulator
+) -> None:
+    uuid = recorded_uuids(simulator)[0]
+    stated = zorio.get_cdr(uuid)["recording"]["recorded_at"]
+    with zorio.open_recording(uuid) as stream:
+        assert stream.recorded_at == datetime.fromisoformat(stated)
+        assert stream.recorded_at.utcoffset() == timedelta(0)
+    bare = make_simulator(zorio={"detail_recording": "absent"})  # the link comes from the 302
+    with zorio_client(bare).open_recording(recorded_uuids(bare)[0]) as stream:
+        assert stream.recorded_at is None  # nothing stated, nothing invented
 
 
 def test_expired_link_raises_link_expired(make_simulator) -> None:
