@@ -67,6 +67,27 @@ query Schedules($selector: RepositorySelector!) {
     ... on PythonError { message } } }"""
 
 
+MATERIALIZATION_METADATA = """
+query Metadata($key: AssetKeyInput!, $partitions: [String!]) {
+  assetOrError(assetKey: $key) { __typename
+    ... on Asset { assetMaterializations(partitions: $partitions) { runId partition
+      metadataEntries { label ... on IntMetadataEntry { intValue } } } } } }"""
+
+CHECK_EXECUTIONS_METADATA = """
+query CheckExecutions($key: AssetKeyInput!, $name: String!, $limit: Int!) {
+  assetCheckExecutions(assetKey: $key, checkName: $name, limit: $limit) {
+    runId status evaluation { success
+      metadataEntries { label ... on IntMetadataEntry { intValue } } } } }"""
+
+LAUNCH_RUN = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) { __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on RunConfigValidationInvalid { errors { message } } } }"""
+
+
 def fleet_env() -> dict[str, str]:
     """The example's credentials file (`KEY=VALUE` lines), as `set -a; . fleet.env` reads it."""
     pairs = {}
@@ -97,9 +118,12 @@ def test_the_example_fleet_loads_each_pbx_with_assets_checks_schedule_and_pool(
     assert len(names) == 6 and {pbx.vendor for pbx in config.pbxs} == {"yeastar", "zorio"}
     assert {"Asia/Kathmandu", "Australia/Lord_Howe"} <= {pbx.timezone for pbx in config.pbxs}
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
-    assert keys == {f"{name}/{asset}" for name in names for asset in ("cdr", "recordings")}
+    pbx_keys = {f"{name}/{asset}" for name in names for asset in ("cdr", "recordings")}
+    assert keys == pbx_keys | {"analytics/cdr_daily_kpis"}
     schedules = {s.name: s for s in defs.schedules or []}
-    assert set(schedules) == {f"{name}_daily" for name in names}
+    assert set(schedules) == {
+        f"{name}_{kind}" for name in names for kind in ("daily", "recordings_audit")
+    }
     for pbx in config.pbxs:
         cdr = dg.AssetKey([pbx.name, "cdr"])
         assets = defs.resolve_assets_def(cdr)
@@ -132,7 +156,7 @@ def test_adding_a_pbx_is_one_config_block(monkeypatch: pytest.MonkeyPatch, tmp_p
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     defs = _load_definitions(monkeypatch, path)
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
-    assert {"tokyo/cdr", "tokyo/recordings"} <= keys and len(keys) == 14
+    assert {"tokyo/cdr", "tokyo/recordings"} <= keys and len(keys) == 15
     assert "tokyo_daily" in {s.name for s in defs.schedules or []}
     assert defs.resolve_assets_def(dg.AssetKey(["tokyo", "cdr"])).op.pool == "zorio_account"
 
@@ -203,6 +227,8 @@ def write_config(root: Path, sim: Simulator) -> Path:
         "data_dir": str(data),
         "duckdb_path": str(data / "cdr.duckdb"),
         "recordings_dir": str(data / "recordings"),
+        # the week lies months back: audit every day (a sample larger than the week's files)
+        "recordings_audit": {"days": "all"},
     }
     for block in document["pbxs"]:
         block["base_url"] = sim.pbx(block["name"]).base_url
@@ -248,7 +274,7 @@ def test_the_ui_shows_each_pbxs_assets_checks_schedule_and_pool(fleet: Fleet) ->
     found = fleet.dev.gql(SCHEDULES, {"selector": selector})["schedulesOrError"]
     assert found["__typename"] == "Schedules", found
     schedules = {s["name"]: s for s in found["results"]}
-    assert len(nodes) == 12 and len(schedules) == 6
+    assert len(nodes) == 13 and len(schedules) == 12  # + analytics; daily + recordings_audit
     for pbx in fleet.config.pbxs:
         for asset in ("cdr", "recordings"):
             node = nodes[f"{pbx.name}/{asset}"]
@@ -281,6 +307,14 @@ def test_the_fleet_materializes_a_week_in_one_backfill_with_every_check_green(
                     }
                     for name in names
                     for asset in ("cdr", "recordings")
+                ]
+                + [
+                    {
+                        "assetKey": {"path": ["analytics", "cdr_daily_kpis"]},
+                        "partitions": {
+                            "range": {"start": FIRST_DAY.isoformat(), "end": LAST_DAY.isoformat()}
+                        },
+                    }
                 ],
                 "title": "test_fleet: a week of six PBXs",
             }
@@ -302,8 +336,9 @@ def test_the_fleet_materializes_a_week_in_one_backfill_with_every_check_green(
     runs = backfill["runs"]
     fleet.dev.assert_runs_succeeded(runs)
     assert backfill["status"] == "COMPLETED_SUCCESS", backfill
-    # single-run backfill policy: one run per PBX (zone), each over the whole week
-    assert len(runs) == len(names), [_tags(r) for r in runs]
+    # single-run backfill policy: one run per PBX (zone), each over the whole week, and one for
+    # the fleet's KPIs once every PBX's week is in
+    assert len(runs) == len(names) + 1, [_tags(r) for r in runs]
     assert {
         (
             _tags(r)["dagster/asset_partition_range_start"],
@@ -322,7 +357,10 @@ def test_the_fleet_materializes_a_week_in_one_backfill_with_every_check_green(
             checks = nodes[f"{name}/{asset}"]["assetChecksOrError"]["checks"]
             assert checks, f"{name}/{asset} has no checks"
             for check in checks:
-                _assert_check_green_every_day(fleet, [name, asset], check["name"], run_ids)
+                if check["name"] != "recordings_audit":  # not a day's check: its own job below
+                    _assert_check_green_every_day(fleet, [name, asset], check["name"], run_ids)
+    _assert_fleet_kpis_every_day(fleet, names, run_ids)
+    _assert_recordings_audit_green(fleet, names)
 
 
 def _assert_a_pool_per_pbx_and_runs_side_by_side(
@@ -387,6 +425,67 @@ def _assert_one_materialization_a_day(fleet: Fleet, key: list[str], run_ids: set
     assert found["__typename"] == "Asset", found
     days = sorted(e["partition"] for e in found["assetMaterializations"] if e["runId"] in run_ids)
     assert days == [d.isoformat() for d in WEEK], f"{'/'.join(key)}: materialized {days}"
+
+
+def _assert_fleet_kpis_every_day(fleet: Fleet, names: list[str], run_ids: set[str]) -> None:
+    """`analytics/cdr_daily_kpis` recorded each date's fleet total: every PBX's calls of its own
+    local day."""
+    found = fleet.dev.gql(
+        MATERIALIZATION_METADATA,
+        {
+            "key": {"path": ["analytics", "cdr_daily_kpis"]},
+            "partitions": [d.isoformat() for d in WEEK],
+        },
+    )["assetOrError"]
+    assert found["__typename"] == "Asset", found
+    calls = {
+        e["partition"]: next(m["intValue"] for m in e["metadataEntries"] if m["label"] == "calls")
+        for e in found["assetMaterializations"]
+        if e["runId"] in run_ids
+    }
+    assert calls == {d.isoformat(): CALLS_PER_DAY * len(names) for d in WEEK}, calls
+
+
+def _assert_recordings_audit_green(fleet: Fleet, names: list[str]) -> None:
+    """Each PBX's `<name>_recordings_audit_job` (what its schedule runs) re-reads the week's
+    archive and passes, having read every file (the sample exceeds the week's recordings)."""
+    run_ids = {}
+    for name in names:
+        launched = fleet.dev.gql(
+            LAUNCH_RUN,
+            {
+                "params": {
+                    "selector": {
+                        "repositoryLocationName": fleet.location,
+                        "repositoryName": "__repository__",
+                        "jobName": f"{name}_recordings_audit_job",
+                    },
+                    "runConfigData": {},
+                }
+            },
+        )["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        run_ids[name] = launched["run"]["runId"]
+    runs = poll(
+        lambda: fleet.dev.runs(list(run_ids.values())),
+        lambda rs: all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in rs),
+        timeout_s=240,
+        what="the recordings_audit runs",
+        interval_s=2,
+    )
+    fleet.dev.assert_runs_succeeded(runs)
+    for name, run_id in run_ids.items():
+        archived = fleet.query(
+            "SELECT count(*) FROM recordings WHERE pbx = ? AND status = 'archived'", name
+        )[0][0]
+        executions = fleet.dev.gql(
+            CHECK_EXECUTIONS_METADATA,
+            {"key": {"path": [name, "recordings"]}, "name": "recordings_audit", "limit": 10},
+        )["assetCheckExecutions"]
+        mine = [e for e in executions if e["runId"] == run_id]
+        assert [(e["status"], e["evaluation"]["success"]) for e in mine] == [("SUCCEEDED", True)]
+        metadata = {m["label"]: m.get("intValue") for m in mine[0]["evaluation"]["metadataEntries"]}
+        assert archived and metadata["checked"] == archived, (name, archived, metadata)
 
 
 def _assert_check_green_every_day(
