@@ -52,14 +52,19 @@ def fetch_pages_in_order(
 
     `max_inflight` 1 is the plain loop (each page requested once the previous one has been
     consumed, in the caller's thread). Above 1, page 1 is fetched alone, then worker threads
-    fetch the pages up to the latest known `last_page` ahead of the consumer, so that pages in
-    flight plus pages fetched but not yet yielded never exceed `max_inflight` (memory stays
-    bounded by that many pages). A page's error is raised when its turn comes (nothing after
-    it is yielded; no page after it is requested once it is known); leaving the generator early
-    or on an error cancels the requests not started and waits for those in flight (no thread
-    outlives the pass). A 429/503 (heard from the transport, which retries it honouring
-    Retry-After) halves the requests allowed in flight for the rest of the pass (at least 1),
-    and no new request starts before its Retry-After has passed.
+    fetch the pages up to the latest known `last_page` ahead of the consumer, also while it
+    works on the page last yielded, so that pages in flight plus pages fetched but not yet
+    yielded never exceed `max_inflight` (memory: that many pages besides the consumer's).
+
+    A page's error is raised when its turn comes: nothing after it is yielded, and no page
+    after it is requested once it is known. Leaving the generator (an error, or a consumer that
+    stops early) cancels the requests not started and waits for those in flight, so no thread
+    outlives the pass.
+
+    Back-off, kept simple: every 429/503 a request of the pass meets (the transport retries
+    it, waiting out its Retry-After, and tells this pager through `hearing_throttling`)
+    halves the requests allowed in flight for the rest of the pass (at least 1), and no new
+    request starts before that Retry-After has passed.
     """
     if max_inflight < 1:
         raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
@@ -68,11 +73,13 @@ def fetch_pages_in_order(
         answer = pager.fetch(1)
         while True:
             totals.see(answer.total, len(answer.records))
+            if not answer.final:  # the next pages load while the consumer works on this one
+                pager.request_ahead(answer.number + 1, last_page=answer.last_page)
             if answer.records:
                 yield FetchedPage(answer.number, answer.records)
             if answer.final:
                 return
-            answer = pager.answer(answer.number + 1, last_page=answer.last_page)
+            answer = pager.answer(answer.number + 1)
     finally:
         pager.close()
 
@@ -110,13 +117,21 @@ class _OrderedPager:
                 _name_page(exc, number)
                 raise
 
-    def answer(self, number: int, *, last_page: int) -> PageAnswer:
-        """Page `number` (the one after the page just handed on), whose predecessor announced
-        `last_page`; requests more pages ahead while waiting for it."""
+    def request_ahead(self, number: int, *, last_page: int) -> None:
+        """Page `number` is the next one wanted and its predecessor announced `last_page`:
+        request pages ahead, up to that one, as far as the bounds allow (none at capacity 1)."""
+        if self._capacity == 1:
+            return
+        with self._wake:
+            self._horizon = max(self._horizon, last_page, number)
+            self._request_more()
+
+    def answer(self, number: int) -> PageAnswer:
+        """Page `number` (the next one wanted, announced to `request_ahead`); requests more
+        pages ahead while waiting for it."""
         if self._capacity == 1:
             return self.fetch(number)
         with self._wake:
-            self._horizon = max(self._horizon, last_page, number)
             while True:
                 self._request_more()
                 future = self._outstanding.get(number)
