@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import http.cookiejar
 import logging
 import math
 import re
@@ -335,6 +336,10 @@ def build_session(
     install_log_redaction()
     session = requests.Session()
     session.headers["User-Agent"] = user_agent
+    # The session is shared by threads (pages in flight, downloads). Requests leaves it alone
+    # while sending except for its cookie jar, which it iterates without a lock: keep no
+    # cookies (the APIs authenticate by header or query, never by cookie).
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     session.verify = verify_tls
     adapter = HTTPAdapter(
         max_retries=build_retry(
