@@ -103,6 +103,29 @@ def test_requests_in_flight_reach_but_never_exceed_max_inflight_requests(
     resource.close()
 
 
+@pytest.mark.parametrize("server_style", ["default"])
+@pytest.mark.parametrize("vendor", VENDORS)
+@pytest.mark.parametrize("action", ["insert", "delete"])
+def test_a_total_that_changes_while_paging_is_followed_to_its_last_page(
+    day_sim, vendor: str, action: str
+) -> None:
+    sim = day_sim()
+    resource = client(vendor, sim, 4)
+    window = the_window(resource)
+    sim.faults.drift(vendor, DAY, at_page=3, action=action, where="behind", count=3 * PAGE)
+    pages = as_pass(window.fetch_pass())
+    (event,) = sim.faults.drift_log
+    totals = window.last_pass
+    assert totals.first_total == event.total_before and totals.last_total == event.total_after
+    assert not totals.stable  # so the ingest pages the window again
+    last_page = -(-event.total_after // PAGE)
+    assert [number for number, _ in pages] == list(range(1, last_page + 1))
+    # The next pass is the sequential pass of the final state.
+    assert as_pass(window.fetch_pass()) == one_pass(vendor, sim, 1)[0]
+    assert window.last_pass.stable
+    resource.close()
+
+
 # --------------------------------------------------------------------------- memory
 
 
