@@ -249,14 +249,15 @@ def test_a_429_burst_lowers_the_requests_in_flight_and_waits_out_retry_after(
 
 @pytest.mark.parametrize("server_style", ["default"])
 def test_a_token_expired_under_several_requests_is_renewed_once(day_sim) -> None:
-    sim = day_sim(latency_ms=20)
+    sim = day_sim()
     expected, _ = one_pass("yeastar", sim, 1)
     resource = client("yeastar", sim, 4)
     window = the_window(resource)
     sim.stats.reset()
+    sim.faults.delay_next(LIST_PATH["yeastar"], 0.3, times=5)  # page 1, then pages 2..5 at once
     pages = window.fetch_pass()
     got = as_pass(iter([next(pages)]))
-    sim.faults.expire_tokens()  # pages 2..5 now go out at once, each with the expired token
+    sim.faults.expire_tokens()  # before pages 2..5 (in flight, held) reach the token check
     got += as_pass(pages)
     assert got == expected
     assert settled_count(sim, "refresh_token") == 1 and sim.stats.count("get_token") == 0
@@ -267,10 +268,11 @@ def test_a_token_expired_under_several_requests_is_renewed_once(day_sim) -> None
 
 @pytest.mark.parametrize("server_style", ["default"])
 def test_a_credential_refused_under_several_requests_is_tried_once(day_sim) -> None:
-    sim = day_sim(latency_ms=20)
+    sim = day_sim()
     resource = client("yeastar", sim, 4)
     window = the_window(resource)
     sim.stats.reset()
+    sim.faults.delay_next(LIST_PATH["yeastar"], 0.3, times=5)  # page 1, then pages 2..5 at once
     pages = window.fetch_pass()
     assert next(pages).number == 1
     sim.faults.expire_tokens()
