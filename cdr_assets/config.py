@@ -28,6 +28,8 @@ CONFIG_ENV_VAR = "CDR_ASSETS_CONFIG"
 DEFAULT_CONFIG_PATH = "./cdr_assets.yaml"
 _PBX_NAME = re.compile(r"^[a-z0-9_]+$")
 DEFAULT_STATE_DIR = "./data/.state"
+#: Most list pages a PBX is asked for at once: beyond this a value is a typo, not tuning.
+MAX_INFLIGHT_REQUESTS = 32
 # `{{ env.NAME }}` / `{{ env('NAME') }}`: how a `dg` defs.yaml writes `{env: NAME}`.
 _ENV_TEMPLATE = re.compile(
     r"""^\s*\{\{\s*env(?:\.([A-Za-z_]\w*)|\(\s*['"]([A-Za-z_]\w*)['"]\s*\))\s*\}\}\s*$"""
@@ -308,6 +310,7 @@ class YeastarPbxConfig(PbxConfigBase):
         lambda value: _require_env_ref(value)
     )
     page_size: int = Field(default=1000, ge=1, le=10000)
+    max_inflight_requests: int = Field(default=2, ge=1, le=MAX_INFLIGHT_REQUESTS)
     date_format: str | None = None
     clock: Literal[12, 24] | None = None
     verify_clock: bool = True
@@ -320,6 +323,7 @@ class YeastarPbxConfig(PbxConfigBase):
             "client_id": self.client_id.as_env_var(),
             "client_secret": self.client_secret.as_env_var(),
             "page_size": self.page_size,
+            "max_inflight_requests": self.max_inflight_requests,
             "date_format": self.date_format,
             "clock": self.clock,
             "verify_clock": self.verify_clock,
@@ -338,6 +342,7 @@ class ZorioPbxConfig(PbxConfigBase):
         lambda value: _require_env_ref(value)
     )
     per_page: int = Field(default=200, ge=1, le=200)
+    max_inflight_requests: int = Field(default=4, ge=1, le=MAX_INFLIGHT_REQUESTS)
     max_window_days: int = Field(default=30, ge=1)
     query_timezone: str | None = None
 
@@ -346,6 +351,7 @@ class ZorioPbxConfig(PbxConfigBase):
             **super().resource_settings(storage),
             "api_token": self.api_token.as_env_var(),
             "per_page": self.per_page,
+            "max_inflight_requests": self.max_inflight_requests,
             "max_window_days": self.max_window_days,
             "query_timezone": self.query_timezone,
         }

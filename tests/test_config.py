@@ -97,6 +97,8 @@ def test_missing_file_names_the_path_and_the_variable(tmp_path: Path) -> None:
         (_pbx(recording_hosts=["https://x.example"]), r"pbxs\[0\]\.recording_hosts: .*'https"),
         (_pbx(auth_cooldown_minutes=0), r"pbxs\[0\]\.auth_cooldown_minutes"),
         (_pbx(retry_after_max_s=-1), r"pbxs\[0\]\.retry_after_max_s"),
+        (_pbx(max_inflight_requests=0), r"pbxs\[0\]\.max_inflight_requests: .*equal to 1"),
+        (_pbx(max_inflight_requests=500), r"pbxs\[0\]\.max_inflight_requests: .*equal to 32"),
     ],
 )
 def test_bad_key_is_named(pbx: dict[str, object], expected: str) -> None:

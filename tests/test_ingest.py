@@ -117,10 +117,13 @@ def test_an_unverified_yeastar_window_is_reported_as_such(make_day) -> None:
 @pytest.mark.parametrize("vendor", ["yeastar", "zorio"])
 @pytest.mark.parametrize("action", ["insert", "delete"])
 @pytest.mark.parametrize("where", ["ahead", "behind"])
-def test_drift_while_paging_loses_and_duplicates_nothing(make_day, vendor, action, where) -> None:
+@pytest.mark.parametrize("inflight", [1, 4])
+def test_drift_while_paging_loses_and_duplicates_nothing(
+    make_day, vendor, action, where, inflight
+) -> None:
     # Zorio in exact mode: the window is the day, so "ahead of page 2" is inside the day.
     exact = {"sim": {"zorio": {"date_timezone": ZORIO_ZONE}}, "query_timezone": ZORIO_ZONE}
-    day = make_day(vendor, **(exact if vendor == "zorio" else {}))
+    day = make_day(vendor, max_inflight_requests=inflight, **(exact if vendor == "zorio" else {}))
     before = set(day.served_ids())
     day.sim.faults.drift(vendor, DAY, at_page=2, action=action, where=where)
     result = day.ingest()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -398,6 +399,8 @@ class Stats:
         self._counts: Counter[str] = Counter()
         self._requests: deque[tuple[str, str, int]] = deque(maxlen=keep_requests)
         self._in_flight = 0
+        # (monotonic time, requests in flight then, this one included) of each request's arrival
+        self._arrivals: deque[tuple[float, int]] = deque(maxlen=keep_requests)
         self._mp3_in_flight = 0
         self.max_in_flight = 0
         self.max_concurrent_mp3 = 0
@@ -423,10 +426,18 @@ class Stats:
             self._counts[endpoint] += 1
             self._requests.append((method, path, status))
 
+    @property
+    def arrivals(self) -> list[tuple[float, int]]:
+        """(`time.monotonic()`, requests in flight counting this one) as each request arrived,
+        oldest first: how the concurrency a client uses changes over a run."""
+        with self._lock:
+            return list(self._arrivals)
+
     def enter(self) -> None:
         with self._lock:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            self._arrivals.append((time.monotonic(), self._in_flight))
 
     def leave(self) -> None:
         with self._lock:
@@ -451,6 +462,7 @@ class Stats:
         with self._lock:
             self._counts.clear()
             self._requests.clear()
+            self._arrivals.clear()
             self.max_in_flight = self._in_flight
             self.max_concurrent_mp3 = self._mp3_in_flight
             self.audio_bytes_sent = 0

@@ -127,6 +127,12 @@ class PbxResource(dg.ConfigurableResource):
     download_concurrency: int = Field(
         default=4, ge=1, description="Concurrent recording downloads this client is sized for."
     )
+    max_inflight_requests: int = Field(
+        default=4,
+        ge=1,
+        description="CDR list pages of a window requested at once once its first page gave the "
+        "total (in page order into the normalizer; 1 = one at a time).",
+    )
     retry_after_max_s: float = Field(
         default=60,
         gt=0,
@@ -217,7 +223,8 @@ class PbxResource(dg.ConfigurableResource):
             max_retries=self.max_retries,
             backoff_factor=self.backoff_factor,
             verify_tls=verify,
-            pool_size=self.download_concurrency + 4,
+            # Connections for the downloads, the pages in flight and the odd API call beside.
+            pool_size=self.download_concurrency + self.max_inflight_requests + 4,
             retry_after_max_s=self.retry_after_max_s,
             send_once_prefixes=self._send_once_url_prefixes(),
         )

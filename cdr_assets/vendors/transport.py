@@ -10,12 +10,15 @@ no vendor error codes.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import http.cookiejar
 import logging
 import math
 import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -60,6 +63,8 @@ SECRET_PATH_PREFIXES = ("/api/download/",)
 
 #: Status codes retried by the transport (with `Retry-After` when the server sends one).
 RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
+#: Statuses by which a server asks its clients to slow down (heard by `hearing_throttling`).
+THROTTLE_STATUSES = (429, 503)
 #: Statuses whose `Location` a client may follow (downloads do, hop by hop, after checking it).
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 #: Methods the transport may send again after the server may have seen them.
@@ -165,6 +170,26 @@ def install_log_redaction() -> None:
             logger.addFilter(_LOG_FILTER)
 
 
+#: Hears that a request of this thread was answered with a `THROTTLE_STATUSES` status: the
+#: status and the `Retry-After` it asked for in seconds (None: no usable header).
+ThrottleListener = Callable[[int, float | None], None]
+_THROTTLE_LISTENER: ContextVar[ThrottleListener | None] = ContextVar(
+    "cdr_assets_throttle_listener", default=None
+)
+
+
+@contextlib.contextmanager
+def hearing_throttling(listener: ThrottleListener) -> Iterator[None]:
+    """Within the block, `listener` hears every 429/503 the requests of this thread get, as the
+    retry policy sees them (before it waits and asks again), so a caller running several
+    requests at once can slow down as a whole. The transport still retries as before."""
+    token = _THROTTLE_LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        _THROTTLE_LISTENER.reset(token)
+
+
 class RetryAfterExceeded(Exception):
     """Raised out of a request by `CappedRetry` when the server asks to be retried later than
     allowed: nothing was waited. `status` is the answer's HTTP status, `retry_after_s` how long
@@ -224,9 +249,13 @@ class CappedRetry(urllib3.Retry):
         _pool: ConnectionPool | None = None,
         _stacktrace: TracebackType | None = None,
     ) -> Self:
-        """Refuse to schedule a retry the server asked to come back for too late."""
-        if response is not None and error is None and self.respect_retry_after_header:
-            wait = self.get_retry_after(response)
+        """Refuse to schedule a retry the server asked to come back for too late; tell the
+        thread's throttle listener (`hearing_throttling`) about a 429/503."""
+        if response is not None and error is None:
+            wait = self.get_retry_after(response) if self.respect_retry_after_header else None
+            listener = _THROTTLE_LISTENER.get()
+            if listener is not None and response.status in THROTTLE_STATUSES:
+                listener(response.status, wait or None)
             if wait is not None and wait > self.max_retry_after_s:
                 response.drain_conn()
                 raise RetryAfterExceeded(
@@ -307,6 +336,10 @@ def build_session(
     install_log_redaction()
     session = requests.Session()
     session.headers["User-Agent"] = user_agent
+    # The session is shared by threads (pages in flight, downloads). Requests leaves it alone
+    # while sending except for its cookie jar, which it iterates without a lock: keep no
+    # cookies (the APIs authenticate by header or query, never by cookie).
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     session.verify = verify_tls
     adapter = HTTPAdapter(
         max_retries=build_retry(

@@ -37,6 +37,7 @@ from cdr_assets.vendors.base import (
     RecordingStream,
     split_record_array,
 )
+from cdr_assets.vendors.paging import PageAnswer, fetch_pages_in_order
 from cdr_assets.vendors.resource import PbxResource, PbxRuntime, check_iana_zone, is_count
 from cdr_assets.vendors.transport import (
     REDIRECT_STATUSES,
@@ -333,23 +334,27 @@ class ZorioResource(PbxResource):
 
     def _iter_list_pages(self, params: dict[str, Any], totals: PassTotals) -> Iterator[FetchedPage]:
         """One pass over a window: pages 1.. until the envelope's `last_page` (which follows the
-        total as it changes while the day is paged)."""
-        page = 1
-        while True:
-            payload, records = self._get_list_page(
-                {**params, "page": page, "per_page": self.per_page}, page
-            )
-            envelope = self._check_list_envelope(payload, page)
-            data: CdrPage | JsonRecords = payload["data"] if records is None else records
-            if isinstance(data, JsonRecords) and len(data) != _page_size(envelope):
-                # Not the count the envelope announces: count exactly by parsing the page.
-                data = self._parse_records(data)
-            totals.see(envelope["total"], len(data))
-            if data:
-                yield FetchedPage(page, data)
-            if envelope["current_page"] >= envelope["last_page"] or (not data and page > 1):
-                return
-            page += 1
+        total as it changes while the day is paged), `max_inflight_requests` at once."""
+        return fetch_pages_in_order(
+            functools.partial(self._list_page, params),
+            totals,
+            max_inflight=self.max_inflight_requests,
+            pbx=self.pbx_name,
+            endpoint=CDR_LIST_PATH,
+        )
+
+    def _list_page(self, params: dict[str, Any], page: int) -> PageAnswer:
+        """Page `page` of a window, checked against its envelope."""
+        payload, records = self._get_list_page(
+            {**params, "page": page, "per_page": self.per_page}, page
+        )
+        envelope = self._check_list_envelope(payload, page)
+        data: CdrPage | JsonRecords = payload["data"] if records is None else records
+        if isinstance(data, JsonRecords) and len(data) != _page_size(envelope):
+            # Not the count the envelope announces: count exactly by parsing the page.
+            data = self._parse_records(data)
+        final = envelope["current_page"] >= envelope["last_page"] or (not data and page > 1)
+        return PageAnswer(page, data, envelope["total"], envelope["last_page"], final)
 
     def _get_list_page(
         self, params: dict[str, Any], page: int

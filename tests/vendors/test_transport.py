@@ -19,6 +19,7 @@ from cdr_assets.vendors.transport import (
     RetryAfterExceeded,
     build_session,
     decode_json_body,
+    hearing_throttling,
     install_log_redaction,
     redact_text,
     redact_url,
@@ -147,6 +148,31 @@ def test_429_with_retry_after_is_retried_and_honoured(simulator, monkeypatch) ->
     assert response.status_code == 200
     assert slept == [1.0, 1.0]
     assert settled_count(simulator, "/api/pbx/cdr") == 3
+
+
+def test_a_throttle_listener_hears_each_429_and_503_of_its_thread(simulator) -> None:
+    heard: list[tuple[int, float | None]] = []
+    simulator.faults.fail_next("/api/pbx/cdr", 429, retry_after="0.2")
+    simulator.faults.fail_next("/api/pbx/cdr", 503)
+    simulator.faults.fail_next("/api/pbx/cdr", 500)  # a fault, not a request to slow down
+    session = make_session()
+    with hearing_throttling(lambda status, wait: heard.append((status, wait))):
+        response = session.get(zorio_list_url(simulator), headers=bearer(simulator), timeout=10)
+    assert response.status_code == 200 and heard == [(429, 0.2), (503, None)]
+    simulator.faults.fail_next("/api/pbx/cdr", 429, retry_after="0.2")
+    session.get(zorio_list_url(simulator), headers=bearer(simulator), timeout=10)
+    assert len(heard) == 2  # outside the block nobody listens
+
+
+def test_the_shared_session_keeps_no_cookies() -> None:
+    def set_cookie(_seen: object) -> tuple[int, list[tuple[str, str]], bytes]:
+        return 200, [("Set-Cookie", "laravel_session=abc; Path=/")], b"{}"
+
+    with http_host(responder=set_cookie) as host:
+        session = make_session()
+        session.get(f"{host.base_url}/api/pbx/cdr", timeout=10)
+        session.get(f"{host.base_url}/api/pbx/cdr", timeout=10)
+        assert len(session.cookies) == 0 and "Cookie" not in host.seen[1].headers
 
 
 def test_503_is_retried_with_backoff(simulator) -> None:

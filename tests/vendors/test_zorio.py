@@ -127,7 +127,11 @@ def test_pages_until_last_page_with_count_check(make_simulator) -> None:
 
 def test_a_pass_reports_the_totals_its_pages_announced(make_simulator) -> None:
     sim = make_simulator(calls_per_day=10, zorio={"date_timezone": "Asia/Ho_Chi_Minh"})
-    client = zorio_client(sim, per_page=4, query_timezone="Asia/Ho_Chi_Minh")
+    # One page at a time: the total is moved between pages 1 and 2 (with more in flight, the
+    # next pages are requested while page 1 is being consumed).
+    client = zorio_client(
+        sim, per_page=4, query_timezone="Asia/Ho_Chi_Minh", max_inflight_requests=1
+    )
     (window,) = client.fetch_cdrs(DAY, DAY).windows
     first = list(window.fetch_pass())
     assert window.last_pass.stable and window.last_pass.last_total == 10
