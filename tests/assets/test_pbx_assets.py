@@ -36,6 +36,11 @@ def window_of(day: date) -> dict[str, str]:
     return {"from": (day - timedelta(days=1)).isoformat()}
 
 
+#: A Zorio account capped at 3 dates a window: a day and its margins, so each day of a range
+#: is a window of its own (how a range behaves across windows, in miniature).
+ONE_DAY_WINDOWS = {"max_window_days": 3}
+
+
 def test_a_range_run_records_each_day_with_its_own_metadata_and_checks(
     make_pipeline: Callable[..., Pipeline],
 ) -> None:
@@ -70,7 +75,7 @@ def test_a_range_run_records_each_day_with_its_own_metadata_and_checks(
 def test_a_failing_middle_day_leaves_the_earlier_day_materialized_and_names_itself(
     make_pipeline: Callable[..., Pipeline],
 ) -> None:
-    pipeline = make_pipeline()
+    pipeline = make_pipeline(zorio=ONE_DAY_WINDOWS)
     faults = pipeline.sim.faults
     faults.fail_next(
         LIST_PAGES, 200, times=50, body=HTML, content_type="text/html", query=window_of(DAYS[1])
@@ -91,7 +96,7 @@ def test_a_failing_middle_day_leaves_the_earlier_day_materialized_and_names_itse
 def test_a_step_retry_does_not_fetch_the_days_it_already_committed(
     make_pipeline: Callable[..., Pipeline],
 ) -> None:
-    pipeline = make_pipeline()
+    pipeline = make_pipeline(zorio=ONE_DAY_WINDOWS)
     pipeline.retry_policy = dg.RetryPolicy(max_retries=1, delay=0)
     # 503 three times: the client's own two retries give up, the step is retried once.
     pipeline.sim.faults.fail_next(LIST_PAGES, 503, times=3, query=window_of(DAYS[1]))
@@ -114,9 +119,11 @@ def saigon_job() -> dg.JobDefinition:
 def test_a_re_execution_from_failure_does_not_fetch_the_committed_days_again(
     make_pipeline: Callable[..., Pipeline], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pipeline = make_pipeline()
+    pipeline = make_pipeline(zorio=ONE_DAY_WINDOWS)
     config = tmp_path / "cdr_assets.yaml"
-    config.write_text(yaml.safe_dump(pipeline_config(pipeline.sim, tmp_path)))
+    config.write_text(
+        yaml.safe_dump(pipeline_config(pipeline.sim, tmp_path, zorio=ONE_DAY_WINDOWS))
+    )
     monkeypatch.setenv("CDR_ASSETS_CONFIG", str(config))
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
