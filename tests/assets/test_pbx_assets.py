@@ -17,6 +17,7 @@ import yaml
 
 from cdr_assets.assets import build_definitions
 from cdr_assets.config import load_config
+from cdr_assets.ingest import read_day_ingest
 from cdr_assets.storage.parquet import read_partition
 from tests.assets.conftest import SECRETS, Pipeline, pipeline_config
 
@@ -213,3 +214,72 @@ def test_a_count_that_never_matches_is_a_failed_check_not_a_crash(
     assert evaluation.metadata["api_total"].value == evaluation.metadata["distinct"].value + 1
     assert stored_rows(pipeline, "saigon", DAYS[1]) == 24  # the day is kept, once
     assert pipeline.materializations(result, "saigon/recordings") == {}  # held back
+
+
+# --------------------------------------------------------------------------- range traffic
+
+WEEK = [date(2026, 6, 22) + timedelta(days=n) for n in range(7)]
+PBX_ZONE = "Asia/Ho_Chi_Minh"
+
+
+def stored_table(pipeline: Pipeline, pbx: str, day: date) -> list[dict]:
+    table = read_partition(pipeline.config.storage.data_dir, "cdr", pbx, day)
+    assert table is not None, f"{pbx} {day} not committed"
+    rows = table.drop_columns(["ingested_at"]).to_pylist()
+    return sorted(rows, key=lambda row: row["cdr_id"])
+
+
+def test_a_zorio_week_without_query_timezone_costs_at_most_1_3x_the_requests_with_it(
+    make_pipeline: Callable[..., Pipeline], make_simulator
+) -> None:
+    # The server reads dates in the PBX's own zone: with it configured, 7 server dates.
+    sim = make_simulator(calls_per_day=60, zorio={"date_timezone": PBX_ZONE})
+    week = (WEEK[0].isoformat(), WEEK[-1].isoformat())
+    requests, rows = {}, {}
+    for mode, zorio in (("known", {"query_timezone": PBX_ZONE}), ("unknown", {})):
+        pipeline = make_pipeline(sim, zorio=zorio)
+        sim.stats.reset()
+        result = pipeline.materialize("saigon/cdr", partition_range=week)
+        requests[mode] = sim.stats.count(LIST_PAGES)
+        assert sorted(pipeline.materializations(result, "saigon/cdr")) == list(map(str, WEEK))
+        checks = pipeline.checks(result)
+        assert all(checks[("saigon/cdr", "cdr_complete", d.isoformat())] for d in WEEK)
+        rows[mode] = {day: stored_table(pipeline, "saigon", day) for day in WEEK}
+    assert rows["unknown"] == rows["known"]
+    assert all(len(rows["known"][day]) == 60 for day in WEEK)
+    # One window of 9 dates (the week and a margin date each side) against one of 7 dates;
+    # fetched day by day it was 7 windows of 3 dates (3x).
+    assert requests["known"] == -(-7 * 60 // 9)
+    assert requests["unknown"] == -(-9 * 60 // 9)
+    assert requests["unknown"] <= 1.3 * requests["known"]
+
+
+def test_a_yeastar_range_is_one_search_window_with_a_materialization_per_day(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    pipeline = make_pipeline()
+    result = pipeline.materialize("hq/cdr", partition_range=RANGE)
+    assert sorted(pipeline.materializations(result, "hq/cdr")) == [d.isoformat() for d in DAYS]
+    labels = {
+        tuple(w.label for w in read_day_ingest(pipeline.config.storage.data_dir, "hq", d).windows)
+        for d in DAYS
+    }
+    assert len(labels) == 1  # every day was paged from the same cdr/search window
+    for day in DAYS:
+        assert stored_rows(pipeline, "hq", day) == 24
+
+
+def test_a_failed_range_window_fails_the_step_naming_each_of_its_days(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    pipeline = make_pipeline()
+    pipeline.sim.faults.fail_next(LIST_PAGES, 200, times=50, body=HTML, content_type="text/html")
+    result = pipeline.materialize("saigon/cdr", partition_range=RANGE, raise_on_error=False)
+    assert not result.success
+    assert pipeline.materializations(result, "saigon/cdr") == {}
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message
+    assert "partitions 2026-06-26, 2026-06-27, 2026-06-28 (one query window)" in message
+    assert "'saigon'" in message and "/api/pbx/cdr" in message
+    assert all(stored_rows(pipeline, "saigon", day) == -1 for day in DAYS)
+    assert pipeline.instance.get_materialized_partitions(dg.AssetKey(["saigon", "cdr"])) == set()
