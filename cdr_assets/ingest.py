@@ -343,8 +343,8 @@ class _FetchIngest:
                     raise DaysNotIngested(span, exc) from exc
                 if self.on_window is not None:
                     self.on_window(outcome.result)
-                finished = [open_days.pop(d) for d in span if last_window[d] == index]
-                yield from [self._commit(state) for state in finished]
+                for day in [d for d in span if last_window[d] == index]:
+                    yield self._commit(open_days.pop(day))  # recorded before the next commits
 
     def _days_of(self, window: CdrWindow) -> list[date]:
         first, last = window.days or (self.first, self.last)

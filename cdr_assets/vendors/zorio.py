@@ -1,7 +1,9 @@
 """Zorio PBX REST client: `GET /api/pbx/cdr` windows and paging, signed recording links.
 
 This module owns what the Zorio endpoints mean (seeds/zorio-pbx-cdr.txt): date windows capped at
-`max_window_days` and widened because the page does not say in which zone `from`/`to` are read,
+`max_window_days`, one per run of local days, widened by a date on each side because the page
+does not say in which zone `from`/`to` are read (until `zorio_zone` has learned it from the rows;
+a window read in a learned zone falls back to margins when a row contradicts it),
 Laravel-style paging (`current_page`/`last_page`/`total`), 422/401 handling (a 401 is sent once
 more on a fresh connection; a second one opens the auth breaker), and the signed recording URL
 from the CDR detail, followed only where `links.py` allows. The common settings, session
@@ -149,8 +151,11 @@ class ZorioResource(PbxResource):
     """Zorio PBX (REST, Bearer token): CDRs via `GET /api/pbx/cdr`, recordings via signed URLs.
 
     A range of days is fetched in windows of at most `max_window_days` dates, each paged with
-    `per_page` and checked against the API's `total`. Recording links are minted right before
-    each download; the Bearer token is never sent to the (possibly foreign) recording host.
+    `per_page` and checked against the API's `total`. Without `query_timezone` the client learns
+    the zone the server reads dates in from the rows (`cdr_assets.vendors.zorio_zone`), keeps it
+    under `auth_state_dir`, and forgets it the moment a row falls outside what it predicts.
+    Recording links are minted right before each download; the Bearer token is never sent to
+    the (possibly foreign) recording host.
 
     Example:
         ```python
