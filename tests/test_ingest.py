@@ -1,4 +1,5 @@
-"""`ingest_cdr_day` over real HTTP: complete days under drift, quarantine, windows and DST.
+"""`ingest_cdr_day(s)` over real HTTP: complete days under drift, quarantine, windows, DST, and
+ranges of days fetched in few windows.
 
 Each test runs a day through the real vendor client against the simulator and checks what was
 committed to Parquet (not the run's own counters) against what the simulator serves.
@@ -7,14 +8,22 @@ committed to Parquet (not the run's own counters) against what the simulator ser
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from cdr_assets.config import parse_config
-from cdr_assets.ingest import DayIngest, RejectedRecordsFailure, ingest_cdr_day
+from cdr_assets.ingest import (
+    DayIngest,
+    DaysNotIngested,
+    RejectedRecordsFailure,
+    ingest_cdr_day,
+    ingest_cdr_days,
+    read_day_ingest,
+)
 from cdr_assets.simulator import DELETE, SERVER_STYLES, Simulator
 from cdr_assets.storage.parquet import read_partition
 from cdr_assets.storage.rejects import read_rejects
@@ -63,6 +72,16 @@ class Day:
     def ingest(self, day: date = DAY) -> DayIngest:
         return ingest_cdr_day(self.client, self.pbx, self.config.storage, day, ingested_at=NOW)
 
+    def ingest_range(self, first: date, last: date) -> list[DayIngest]:
+        days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+        storage = self.config.storage
+        return list(ingest_cdr_days(self.client, self.pbx, storage, days, ingested_at=NOW))
+
+    def stored(self, day: date) -> list[dict[str, Any]]:
+        table = read_partition(self.config.storage.data_dir, "cdr", "p", day)
+        assert table is not None, f"{day} was not committed"
+        return sorted(table.to_pylist(), key=lambda row: row["cdr_id"])
+
     def stored_ids(self, day: date = DAY) -> list[str]:
         table = read_partition(self.config.storage.data_dir, "cdr", "p", day, ["cdr_id"])
         return sorted(table["cdr_id"].to_pylist()) if table is not None else []
@@ -73,9 +92,12 @@ class Day:
 
 @pytest.fixture
 def make_day(make_simulator: Callable[..., Simulator], tmp_path: Path) -> Callable[..., Day]:
-    def make(vendor: str, *, sim: dict[str, Any] | None = None, **pbx: Any) -> Day:
-        simulator = make_simulator(**{"calls_per_day": 23, **(sim or {})})
-        return Day(simulator, vendor, tmp_path, **pbx)
+    def make(
+        vendor: str, *, sim: dict[str, Any] | Simulator | None = None, root: str = "", **pbx: Any
+    ) -> Day:
+        if not isinstance(sim, Simulator):
+            sim = make_simulator(**{"calls_per_day": 23, **(sim or {})})
+        return Day(sim, vendor, tmp_path / root, **pbx)
 
     return make
 
@@ -282,3 +304,131 @@ def test_the_committed_day_describes_its_fetch_in_its_footer(make_day) -> None:
     )
     assert stored.duplicates_dropped == result.duplicates_dropped and stored.complete
     assert read_day_ingest(day.config.storage.data_dir, "p", date(2026, 6, 1)) is None
+
+
+# --------------------------------------------------------------------------- ranges
+
+
+def two_hours(record: dict[str, Any]) -> dict[str, Any]:
+    """Fields that make a call last two hours (answered after 10 s)."""
+    if "timestamp" in record:  # Yeastar
+        return {"duration": 7200, "ring_duration": 10, "talk_duration": 7190}
+    end = datetime.fromisoformat(record["start_time"]) + timedelta(seconds=7200)
+    return {"duration": 7200, "billsec": 7190, "end_time": end.isoformat()}
+
+
+def staged_files(day: Day) -> list[Path]:
+    return [p for p in (Path(day.config.storage.data_dir) / ".staging").rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize(
+    ("zone", "first", "last"),
+    [
+        ("America/New_York", date(2026, 10, 30), date(2026, 11, 2)),  # 01:00-02:00 twice
+        ("Australia/Lord_Howe", date(2026, 4, 3), date(2026, 4, 6)),  # 30-minute fall back
+        ("Australia/Lord_Howe", date(2026, 10, 2), date(2026, 10, 5)),  # 30-minute spring
+    ],
+)
+@pytest.mark.parametrize("vendor", ["yeastar", "zorio"])
+def test_a_range_writes_exactly_the_rows_day_by_day_writes(
+    make_simulator, make_day, vendor: str, zone: str, first: date, last: date
+) -> None:
+    sim = make_simulator(calls_per_day=150, **{vendor: {"timezone": zone}})
+    by_day = make_day(vendor, sim=sim, root="by_day", timezone=zone)
+    ranged = make_day(vendor, sim=sim, root="range", timezone=zone)
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    for day in days:  # the day's last call goes on for two hours, past midnight
+        last_call = sim.calls(vendor, day)[-1]
+        sim.faults.override_record(vendor, last_call[ID_FIELD[vendor]], **two_hours(last_call))
+    singles = [by_day.ingest(day) for day in days]
+    sim.stats.reset()
+    results = ranged.ingest_range(first, last)
+    assert [r.day for r in results] == days
+    windows = {w.label for r in results for w in r.windows}
+    assert len(windows) == 1  # one query window for the four days
+    across_midnight = 0
+    for day, single, result in zip(days, singles, results, strict=True):
+        rows = ranged.stored(day)
+        assert rows == by_day.stored(day)
+        assert [r["cdr_id"] for r in rows] == by_day.served_ids(day)
+        assert (result.rows, result.rejected) == (single.rows, single.rejected) == (len(rows), 0)
+        assert result.complete and reconciles(result) and result.outside_window == 0
+        assert read_day_ingest(ranged.config.storage.data_dir, "p", day).windows == result.windows
+        local_end = [r["end_time"].astimezone(ZoneInfo(zone)).date() for r in rows]
+        across_midnight += sum(end > day for end in local_end)
+    assert across_midnight >= len(days)  # calls that ended the next day stay where they started
+    assert staged_files(ranged) == []
+
+
+def test_a_zorio_range_pays_one_margin_per_window(make_day) -> None:
+    day = make_day("zorio", sim={"calls_per_day": 40}, per_page=20)
+    first, last = DAY, DAY + timedelta(days=6)
+    results = day.ingest_range(first, last)
+    (window,) = {w.label for r in results for w in r.windows}
+    assert window == f"from={first - timedelta(days=1)} to={last + timedelta(days=1)}"
+    assert day.sim.stats.count("/api/pbx/cdr") == 9 * 40 // 20  # 9 dates, not 7 x 3
+    for result in results:
+        assert day.stored_ids(result.day) == day.served_ids(result.day)
+
+
+@pytest.mark.parametrize("vendor", ["yeastar", "zorio"])
+@pytest.mark.parametrize(("action", "where"), [("insert", "ahead"), ("delete", "behind")])
+def test_drift_in_a_range_window_is_paged_again_and_lands_in_its_day(
+    make_day, vendor: str, action: str, where: str
+) -> None:
+    day = make_day(vendor)
+    first, last = DAY - timedelta(days=1), DAY + timedelta(days=1)
+    before = set(day.served_ids())
+    day.sim.faults.drift(vendor, DAY, at_page=4, action=action, where=where)
+    results = day.ingest_range(first, last)
+    (event,) = day.sim.faults.drift_log
+    assert len(event.ids) == 1 and set(event.ids) == set(day.served_ids()) ^ before
+    for result in results:
+        assert day.stored_ids(result.day) == day.served_ids(result.day)
+        assert result.complete and result.passes == 2 and reconciles(result)
+
+
+def test_a_failed_window_commits_none_of_its_days_and_names_them(make_day) -> None:
+    day = make_day("zorio", max_window_days=3)  # one day a window
+    first, last = DAY - timedelta(days=1), DAY + timedelta(days=1)
+    old = day.ingest(last)
+    window_of_day = {"from": (DAY - timedelta(days=1)).isoformat()}
+    day.sim.faults.fail_next("/api/pbx/cdr", 404, times=5, query=window_of_day)
+    results = ingest_cdr_days(
+        day.client, day.pbx, day.config.storage, [first, DAY, last], ingested_at=NOW
+    )
+    assert next(results).day == first
+    with pytest.raises(DaysNotIngested) as caught:
+        next(results)
+    assert caught.value.days == [DAY] and caught.value.error.http_status == 404
+    assert day.stored_ids(first) == day.served_ids(first)
+    assert day.stored_ids(DAY) == []
+    assert day.stored_ids(last) == day.served_ids(last) and old.rows == 23  # earlier data stays
+    assert staged_files(day) == []
+
+
+def test_a_failed_range_window_names_every_day_it_holds(make_day) -> None:
+    day = make_day("zorio")
+    day.sim.faults.fail_next("/api/pbx/cdr", 404, times=5)
+    first, last = DAY, DAY + timedelta(days=2)
+    with pytest.raises(DaysNotIngested) as caught:
+        day.ingest_range(first, last)
+    assert caught.value.days == [first, DAY + timedelta(days=1), last]
+    assert "/api/pbx/cdr" in str(caught.value)
+    assert all(day.stored_ids(d) == [] for d in caught.value.days) and staged_files(day) == []
+
+
+def test_many_open_days_hold_at_most_a_row_group_in_memory(make_day, monkeypatch) -> None:
+    import pyarrow.parquet as pq
+
+    import cdr_assets.ingest as ingest
+    from cdr_assets.storage.parquet import partition_path
+
+    monkeypatch.setattr(ingest, "ROW_GROUP_ROWS", 30)
+    day = make_day("yeastar", sim={"calls_per_day": 40, "yeastar": {"order": "desc"}})
+    results = day.ingest_range(DAY, DAY + timedelta(days=3))
+    for result in results:
+        path = partition_path(day.config.storage.data_dir, "cdr", "p", result.day)
+        groups = pq.ParquetFile(path).metadata.num_row_groups
+        assert groups >= 2 and result.rows == 40  # flushed before the day was complete
+        assert day.stored_ids(result.day) == day.served_ids(result.day)

@@ -6,7 +6,9 @@ which Dagster requires to be single-run) must record each day on its own, with i
 and check results, the moment the day is committed, so that days committed before a later day
 fails stay materialized and a retry or re-execution can skip them. A result at the end of the step
 would record all days or none, with the same metadata on each; and a downstream step would be
-skipped when an upstream step yields no output. So each day, in order: fetch and commit its CDRs,
+skipped when an upstream step yields no output. So each day, in order: fetch and commit its CDRs
+(the run's consecutive days are fetched together, in as few query windows as the vendor allows;
+each day is still committed, recorded and checked on its own, as soon as its window is complete),
 record them, evaluate their checks, and archive the day's recordings only if its blocking checks
 passed. The step holds the PBX's lock (`cdr_assets.pbx_lock`) throughout, so one step at a time
 talks to a PBX, and a killed run never keeps it.
@@ -22,7 +24,7 @@ from datetime import date
 
 import dagster as dg
 
-from cdr_assets.assets.cdr import cdr_day_metadata, ingest_day
+from cdr_assets.assets.cdr import cdr_day_metadata, ingest_days
 from cdr_assets.assets.checks import (
     BLOCKING_CHECKS,
     RECORDINGS_ARCHIVED,
@@ -37,6 +39,7 @@ from cdr_assets.assets.recordings import archive_day, make_archiver, recordings_
 from cdr_assets.assets.translator import CdrAssetProps, CdrAssetsTranslator
 from cdr_assets.config import PbxConfigBase, StorageConfig
 from cdr_assets.errors import CdrAssetsError, PbxApiError, PbxAuthError
+from cdr_assets.ingest import DayIngest, DaysNotIngested
 from cdr_assets.pbx_lock import PbxLockTimeout, hold_pbx_lock
 from cdr_assets.schema import TABLE_SCHEMAS
 from cdr_assets.storage.duckdb import DuckDBLockTimeout, ensure_views
@@ -48,17 +51,21 @@ BREAKER_COMMAND = "python -m cdr_assets.auth_breaker show|reset"
 _Event = dg.AssetMaterialization | dg.AssetCheckResult | dg.AssetCheckEvaluation
 
 
-def day_failure(pbx: str, day: date, exc: CdrAssetsError) -> dg.Failure:
-    """The step failure for an error while `day` was processed: it names the PBX, the endpoint
-    (in the client's message) and the day, and is retried by the step's policy only when a
-    retry can help (a transient fault); a refused credential never is."""
+def day_failure(pbx: str, days: list[date], exc: CdrAssetsError) -> dg.Failure:
+    """The step failure for an error while `days` were processed (one day, or the days one
+    query window holds): it names the PBX, the endpoint (in the client's message) and every
+    day, and is retried by the step's policy only when a retry can help (a transient fault); a
+    refused credential never is."""
     transient = isinstance(exc, PbxApiError) and exc.transient
     said = str(exc).rstrip(".")
+    where = f"partition {days[0]}"
+    if len(days) > 1:
+        where = f"partitions {', '.join(d.isoformat() for d in days)} (one query window)"
     prefix = f"PBX {pbx!r}, "  # the clients' errors begin "PBX 'x', endpoint /path..."
     if said.startswith(prefix):
-        description = f"{prefix}partition {day}, {said.removeprefix(prefix)}"
+        description = f"{prefix}{where}, {said.removeprefix(prefix)}"
     else:
-        description = f"PBX {pbx!r}, partition {day}: {said}"
+        description = f"PBX {pbx!r}, {where}: {said}"
     if isinstance(exc, PbxAuthError):
         description += (
             f". Not retried: repeated refusals get this client's IP blocked. Fix the credential "
@@ -66,7 +73,11 @@ def day_failure(pbx: str, day: date, exc: CdrAssetsError) -> dg.Failure:
         )
     elif not transient:
         description += ". Not retried: the same request would get the same answer."
-    metadata = {"pbx": pbx, "partition": day.isoformat(), "retried": transient}
+    metadata: dict[str, object] = {"pbx": pbx, "retried": transient}
+    if len(days) == 1:
+        metadata["partition"] = days[0].isoformat()
+    else:
+        metadata["partitions"] = [d.isoformat() for d in days]
     if isinstance(exc, PbxApiError):
         metadata["endpoint"] = exc.endpoint
     return dg.Failure(description=description, metadata=metadata, allow_retries=transient)
@@ -167,8 +178,19 @@ class _PbxStep:
         done_rec = set()
         if self.write_recordings and self.rec_key is not None:
             done_rec = self._committed_in_lineage(self.rec_key, days)
+        fetched = [day for day in days if day not in done_cdr] if self.write_cdr else []
+        ingests = ingest_days(
+            self.client,
+            self.pbx,
+            self.storage,
+            fetched,
+            run_id=self.context.run.run_id,
+            log=self.context.log,
+        )
+        to_fetch = set(fetched)
         for day in days:
-            passed = yield from self._cdr_day(day, skip=day in done_cdr)
+            result = self._next_ingest(ingests, day) if day in to_fetch else None
+            passed = yield from self._cdr_day(day, result, skip=day in done_cdr)
             if self.rec_key is not None:
                 yield from self._recordings_day(day, passed, skip=day in done_rec)
         if self.held_back and not self.write_cdr:
@@ -179,21 +201,21 @@ class _PbxStep:
                 allow_retries=False,
             )
 
-    def _cdr_day(self, day: date, *, skip: bool) -> Iterator[_Event]:
-        """Commit and record the day's CDRs (unless done already in this run's lineage), emit
-        the selected checks; returns whether the day's blocking checks passed."""
-        if self.write_cdr and not skip:
-            try:
-                result = ingest_day(
-                    self.client,
-                    self.pbx,
-                    self.storage,
-                    day,
-                    run_id=self.context.run.run_id,
-                    log=self.context.log,
-                )
-            except CdrAssetsError as exc:
-                raise day_failure(self.pbx.name, day, exc) from exc
+    def _next_ingest(self, ingests: Iterator[DayIngest], day: date) -> DayIngest:
+        """The next committed day of the run's fetch (consecutive days share query windows:
+        a failed window fails the step naming each of its days)."""
+        try:
+            result = next(ingests)
+        except DaysNotIngested as exc:
+            raise day_failure(self.pbx.name, exc.days, exc.error) from exc.error
+        assert result.day == day, f"ingest yielded {result.day}, expected {day}"
+        return result
+
+    def _cdr_day(self, day: date, result: DayIngest | None, *, skip: bool) -> Iterator[_Event]:
+        """Record the day's committed CDRs (`result`, None when this run does not write them:
+        done already in this run's lineage, or not selected), emit the selected checks;
+        returns whether the day's blocking checks passed."""
+        if result is not None:
             yield dg.AssetMaterialization(
                 asset_key=self.cdr_key,
                 partition=day.isoformat(),
@@ -228,7 +250,7 @@ class _PbxStep:
             try:
                 outcome = archive_day(archiver, self.storage, self.pbx.name, day)
             except CdrAssetsError as exc:
-                raise day_failure(self.pbx.name, day, exc) from exc
+                raise day_failure(self.pbx.name, [day], exc) from exc
             yield dg.AssetMaterialization(
                 asset_key=self.rec_key,
                 partition=day.isoformat(),

@@ -258,6 +258,18 @@ class PartitionWriter:
         while self._buffered >= self.row_group_size:
             self._flush(self.row_group_size)
 
+    @property
+    def buffered_rows(self) -> int:
+        """Rows written but not yet flushed into a row group (held in memory)."""
+        return self._buffered
+
+    def flush(self) -> None:
+        """Write the buffered rows out now, as a row group smaller than `row_group_size`: a
+        caller with many partitions open at once bounds the memory of all of them this way."""
+        if self._state != "open":
+            raise RuntimeError(f"PartitionWriter for {self.path} is already {self._state}")
+        self._flush()
+
     def _conform(self, batch: pa.Table) -> pa.Table:
         names = set(batch.column_names)
         missing = [n for n in self.schema.names if n not in names]

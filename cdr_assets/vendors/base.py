@@ -153,7 +153,8 @@ class CdrWindow:
     window covers, when the vendor's query makes them known (Yeastar: wall times in the PBX's
     zone; None when the server's reading of the query is unknown, as with Zorio's dates).
     Completeness (distinct CDR ids against the final total) is judged by the caller, who sees
-    the normalized ids: `cdr_assets.ingest`.
+    the normalized ids: `cdr_assets.ingest`. `days` (first, last) are the PBX-local days of the
+    fetch whose rows this window holds in full (None: every day of the fetch).
     """
 
     def __init__(
@@ -163,13 +164,24 @@ class CdrWindow:
         *,
         start: datetime | None = None,
         end: datetime | None = None,
+        days: tuple[date, date] | None = None,
     ) -> None:
         self.label = label
         self.start = start
         self.end = end
+        self.days = days
         self._pager = pager
         self.passes = 0
         self.last_pass = PassTotals()
+
+    def review_pass(
+        self, first_start: datetime | None, last_start: datetime | None, *, complete: bool
+    ) -> bool:
+        """Hear the earliest and latest start instant of the rows a pass returned (None: no
+        rows) and whether the pass was complete. False means the window changed its query
+        because of them (Zorio: rows outside a learned server zone) and must be paged again
+        from page 1; this base window always keeps its query."""
+        return True
 
     def fetch_pass(self) -> Iterator[FetchedPage]:
         """Page the window once from page 1; `last_pass` describes this pass as it goes."""

@@ -85,8 +85,14 @@ _DATE_FORMAT_RE = re.compile(r"^(YYYY|MM|DD)([/-])(YYYY|MM|DD)\2(YYYY|MM|DD)$")
 _MERIDIEM_RE = re.compile(r"(?i)\s*(AM|PM|A)\s*$")
 _MERIDIEM_END = re.compile(r"(?i)\s+(AM|PM)$")
 #: Every display format a P-Series PBX offers (date order and separator, 12- or 24-hour clock).
-DISPLAY_DATE_FORMATS = ("MM/DD/YYYY", "DD/MM/YYYY", "YYYY/MM/DD", "MM-DD-YYYY", "DD-MM-YYYY",
-                        "YYYY-MM-DD")
+DISPLAY_DATE_FORMATS = (
+    "MM/DD/YYYY",
+    "DD/MM/YYYY",
+    "YYYY/MM/DD",
+    "MM-DD-YYYY",
+    "DD-MM-YYYY",
+    "YYYY-MM-DD",
+)
 
 
 def date_pattern_for(display_date_format: str) -> str:
@@ -163,7 +169,11 @@ class YeastarDisplayFormat:
 
 
 def check_system_clock(
-    system_time: str, timestamp: int, display: YeastarDisplayFormat, timezone: str, *,
+    system_time: str,
+    timestamp: int,
+    display: YeastarDisplayFormat,
+    timezone: str,
+    *,
     tolerance_s: float = 120,
 ) -> str | None:
     """Why `system/information`'s `system_time`, read in `display` and `timezone`, is not the
@@ -682,8 +692,10 @@ class YeastarResource(PbxResource):
             if value is not None:
                 params[key] = value
         zone = ZoneInfo(self.timezone)
-        folds = [(wall.replace(tzinfo=zone, fold=0), wall.replace(tzinfo=zone, fold=1))
-                 for wall in (start_wall, end_wall)]
+        folds = [
+            (wall.replace(tzinfo=zone, fold=0), wall.replace(tzinfo=zone, fold=1))
+            for wall in (start_wall, end_wall)
+        ]
         window = CdrWindow(
             f"{start} .. {end}",
             functools.partial(self._iter_search_pages, params),

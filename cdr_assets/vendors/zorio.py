@@ -1,7 +1,9 @@
 """Zorio PBX REST client: `GET /api/pbx/cdr` windows and paging, signed recording links.
 
 This module owns what the Zorio endpoints mean (seeds/zorio-pbx-cdr.txt): date windows capped at
-`max_window_days` and widened because the page does not say in which zone `from`/`to` are read,
+`max_window_days`, one per run of local days, widened by a date on each side because the page
+does not say in which zone `from`/`to` are read (until `zorio_zone` has learned it from the rows;
+a window read in a learned zone falls back to margins when a row contradicts it),
 Laravel-style paging (`current_page`/`last_page`/`total`), 422/401 handling (a 401 is sent once
 more on a fresh connection; a second one opens the auth breaker), and the signed recording URL
 from the CDR detail, followed only where `links.py` allows. The common settings, session
@@ -23,7 +25,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import orjson
 import requests
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 
 from cdr_assets.errors import PbxApiError, PbxAuthError, RecordingMissing, is_transient_status
 from cdr_assets.vendors.auth_breaker import AuthAttempt
@@ -45,6 +47,7 @@ from cdr_assets.vendors.transport import (
     redact_text,
     url_path,
 )
+from cdr_assets.vendors.zorio_zone import ServerZoneMemory, date_window_instants, server_zone
 
 logger = dg.get_dagster_logger(__name__)
 
@@ -59,18 +62,46 @@ def zorio_date_span(
     """The `from`..`to` dates (inclusive) that cover the PBX-local days `first_day..last_day`.
 
     With `query_timezone` unknown (None) each side is widened by a day, which covers the local
-    days whatever zone the server reads the dates in (offsets are under 24 h). With it known,
-    exactly the server dates overlapping the local days.
+    days whatever zone the server reads the dates in (offsets are under 24 h). With it known
+    (an IANA name, or a fixed offset `UTC+07:00`), exactly the server dates overlapping the
+    local days.
     """
     if first_day > last_day:
         raise ValueError(f"first_day {first_day} is after last_day {last_day}")
     if query_timezone is None:
         return first_day - timedelta(days=1), last_day + timedelta(days=1)
-    local, server = ZoneInfo(timezone), ZoneInfo(query_timezone)
+    local, server = ZoneInfo(timezone), server_zone(query_timezone)
     start = datetime.combine(first_day, dtime(0, 0), tzinfo=local)
     # fold=1: on a day that falls back at its end, 23:59:59 happens twice; the later one counts.
     last_instant = datetime.combine(last_day, dtime(23, 59, 59, 999999, fold=1), tzinfo=local)
     return start.astimezone(server).date(), last_instant.astimezone(server).date()
+
+
+def day_blocks(
+    first_day: date,
+    last_day: date,
+    *,
+    timezone: str,
+    query_timezone: str | None,
+    max_window_days: int,
+) -> list[tuple[date, date]]:
+    """Consecutive runs of the local days, each as long as one window of at most
+    `max_window_days` dates can cover (with its margins when `query_timezone` is None); a day
+    needing more dates than that is a run of its own (its span is then split)."""
+
+    def dates(first: date, last: date) -> int:
+        span = zorio_date_span(first, last, timezone=timezone, query_timezone=query_timezone)
+        return (span[1] - span[0]).days + 1
+
+    blocks = []
+    start = first_day
+    while start <= last_day:
+        end = start
+        while end < last_day and dates(start, end + timedelta(days=1)) <= max_window_days:
+            end += timedelta(days=1)
+        blocks.append((start, end))
+        start = end + timedelta(days=1)
+    return blocks
 
 
 def split_date_span(
@@ -122,8 +153,11 @@ class ZorioResource(PbxResource):
     """Zorio PBX (REST, Bearer token): CDRs via `GET /api/pbx/cdr`, recordings via signed URLs.
 
     A range of days is fetched in windows of at most `max_window_days` dates, each paged with
-    `per_page` and checked against the API's `total`. Recording links are minted right before
-    each download; the Bearer token is never sent to the (possibly foreign) recording host.
+    `per_page` and checked against the API's `total`. Without `query_timezone` the client learns
+    the zone the server reads dates in from the rows (`cdr_assets.vendors.zorio_zone`), keeps it
+    under `auth_state_dir`, and forgets it the moment a row falls outside what it predicts.
+    Recording links are minted right before each download; the Bearer token is never sent to
+    the (possibly foreign) recording host.
 
     Example:
         ```python
@@ -171,9 +205,13 @@ class ZorioResource(PbxResource):
     )
     query_timezone: str | None = Field(
         default=None,
-        description="The zone the server reads from/to in; None = unknown: each local day is "
-        "fetched with from = day-1, to = day+1 so it is covered whatever the zone.",
+        description="The zone the server reads from/to in; None = unknown: local days are "
+        "fetched with a date of margin on each side (from = first-1, to = last+1) so they are "
+        "covered whatever the zone, until the rows show the server's zone (it is then learned, "
+        "kept under auth_state_dir, and forgotten as soon as a row contradicts it).",
     )
+
+    _zone_state: ServerZoneMemory | None = PrivateAttr(default=None)
 
     @field_validator("query_timezone")
     @classmethod
@@ -290,10 +328,34 @@ class ZorioResource(PbxResource):
 
     def query_windows(self, first_day: date, last_day: date) -> list[tuple[date, date]]:
         """The (from, to) date windows `fetch_cdrs` requests for these PBX-local days."""
-        span = zorio_date_span(
-            first_day, last_day, timezone=self.timezone, query_timezone=self.query_timezone
+        return [
+            window for _, windows, _ in self._query_plan(first_day, last_day) for window in windows
+        ]
+
+    def _query_plan(
+        self, first_day: date, last_day: date
+    ) -> list[tuple[tuple[date, date], list[tuple[date, date]], str | None]]:
+        """(local days, their date windows, the zone those are read in or None) per run of days.
+
+        A run holds as many days as one window of `max_window_days` dates covers: with the
+        zone configured, the dates the days overlap; otherwise with one date of margin on each
+        side, also when a zone was learned, so that a window can always fall back to margins.
+        """
+        zone = self.query_timezone
+        if zone is None and self.max_window_days >= 3:
+            zone = self._zone_memory().learned()
+        plan = []
+        blocks = day_blocks(
+            first_day,
+            last_day,
+            timezone=self.timezone,
+            query_timezone=self.query_timezone,
+            max_window_days=self.max_window_days,
         )
-        return split_date_span(*span, self.max_window_days)
+        for block in blocks:
+            span = zorio_date_span(*block, timezone=self.timezone, query_timezone=zone)
+            plan.append((block, split_date_span(*span, self.max_window_days), zone))
+        return plan
 
     def fetch_cdrs(
         self,
@@ -306,31 +368,31 @@ class ZorioResource(PbxResource):
     ) -> CdrFetch:
         """CDRs covering the PBX-local days `first_day..last_day`, page by page.
 
-        Records outside those days may be returned (windows are widened unless
-        `query_timezone` is set): assign rows to days by `start_time`. Optional filters, checked
-        here as the vendor's page states: `direction` (inbound/outbound/internal/local),
-        `extension` (3-20 chars), `phone` (up to 50 chars).
+        One window per run of days (`_query_plan`); each window's `days` are the days it holds
+        in full. Records outside those days may be returned (windows have margins unless the
+        server's zone is configured or learned): assign rows to days by `start_time`. Optional
+        filters, checked here as the vendor's page states: `direction`
+        (inbound/outbound/internal/local), `extension` (3-20 chars), `phone` (up to 50 chars).
         """
         filters = validate_cdr_filters(direction, extension, phone)
-        windows = []
-        for window_from, window_to in self.query_windows(first_day, last_day):
-            params = {"from": window_from.isoformat(), "to": window_to.isoformat(), **filters}
-            label = f"from={window_from.isoformat()} to={window_to.isoformat()}"
-            start, end = self._window_instants(window_from, window_to)
-            pages = functools.partial(self._iter_list_pages, params)
-            windows.append(CdrWindow(label, pages, start=start, end=end))
+        windows: list[CdrWindow] = []
+        for block, dates, zone in self._query_plan(first_day, last_day):
+            learned = zone is not None and self.query_timezone is None
+            for window_from, window_to in dates:
+                windows.append(
+                    _ZorioWindow(self, window_from, window_to, block, filters, zone, learned)
+                )
         return CdrFetch(pbx=self.pbx_name, endpoint=CDR_LIST_PATH, windows=windows)
 
-    def _window_instants(
-        self, window_from: date, window_to: date
-    ) -> tuple[datetime | None, datetime | None]:
-        """The instants a window covers, when the zone the server reads dates in is known."""
-        if self.query_timezone is None:
-            return None, None
-        server = ZoneInfo(self.query_timezone)
-        start = datetime.combine(window_from, dtime(0, 0), tzinfo=server)
-        end = datetime.combine(window_to + timedelta(days=1), dtime(0, 0), tzinfo=server)
-        return start, end
+    def _zone_memory(self) -> ServerZoneMemory:
+        """What this PBX's server was learned to read from/to in (`zorio_zone`), kept under
+        `auth_state_dir` across runs."""
+        memory = self._zone_state
+        if memory is None:
+            memory = self._zone_state = ServerZoneMemory(
+                self.pbx_name, self.base_url, self.timezone, self.auth_state_dir
+            )
+        return memory
 
     def _iter_list_pages(self, params: dict[str, Any], totals: PassTotals) -> Iterator[FetchedPage]:
         """One pass over a window: pages 1.. until the envelope's `last_page` (which follows the
@@ -543,6 +605,71 @@ def _recorded_at(value: Any) -> datetime | None:
     except ValueError:
         return None
     return instant.replace(tzinfo=instant.tzinfo or UTC).astimezone(UTC)
+
+
+class _ZorioWindow(CdrWindow):
+    """A window of dates. Read in a learned zone, it falls back to margins (and the client
+    forgets the zone) as soon as a pass returns a call outside the instants that zone gives;
+    fetched with margins, its complete passes teach the client the server's zone."""
+
+    def __init__(
+        self,
+        client: ZorioResource,
+        window_from: date,
+        window_to: date,
+        days: tuple[date, date],
+        filters: dict[str, str],
+        zone: str | None,
+        learned: bool,
+    ) -> None:
+        self._client = client
+        self._filters = filters
+        self.learned = learned
+        super().__init__("", self._page, days=days)
+        self._query(window_from, window_to, zone)
+
+    def _query(self, window_from: date, window_to: date, zone: str | None) -> None:
+        self.window_from, self.window_to, self.zone = window_from, window_to, zone
+        self.params = {"from": window_from.isoformat(), "to": window_to.isoformat()}
+        self.label = f"from={window_from.isoformat()} to={window_to.isoformat()}"
+        if self.learned:
+            self.label += f" (server zone {zone}, learned)"
+        self.start = self.end = None
+        if zone is not None:
+            self.start, self.end = date_window_instants(server_zone(zone), window_from, window_to)
+
+    def _page(self, totals: PassTotals) -> Iterator[FetchedPage]:
+        if self.learned and self._client._zone_memory().state.learned != self.zone:
+            self._with_margins()  # another window found the zone wrong meanwhile
+        return self._client._iter_list_pages({**self.params, **self._filters}, totals)
+
+    def _with_margins(self) -> None:
+        assert self.days is not None
+        self.learned = False
+        span = zorio_date_span(*self.days, timezone=self._client.timezone, query_timezone=None)
+        self._query(*span, None)
+
+    def review_pass(
+        self, first_start: datetime | None, last_start: datetime | None, *, complete: bool
+    ) -> bool:
+        if first_start is None or last_start is None:
+            return True
+        if self.learned:
+            assert self.start is not None and self.end is not None
+            if self.start <= first_start and last_start < self.end:
+                return True
+            self._client._zone_memory().forget(
+                f"{self.label} returned calls from {first_start.isoformat()} to "
+                f"{last_start.isoformat()}, outside {self.start.isoformat()} .. "
+                f"{self.end.isoformat()}"
+            )
+            self._with_margins()
+            return False
+        if self.zone is None and complete:
+            self._client._zone_memory().observe(
+                self.window_from, self.window_to, first_start, last_start
+            )
+        return True
 
 
 def _page_size(envelope: dict[str, int]) -> int:

@@ -17,6 +17,7 @@ import yaml
 
 from cdr_assets.assets import build_definitions
 from cdr_assets.config import load_config
+from cdr_assets.ingest import read_day_ingest
 from cdr_assets.storage.parquet import read_partition
 from tests.assets.conftest import SECRETS, Pipeline, pipeline_config
 
@@ -34,6 +35,11 @@ def stored_rows(pipeline: Pipeline, pbx: str, day: date) -> int:
 def window_of(day: date) -> dict[str, str]:
     """The query of a Zorio day fetched without `query_timezone` (one day of margin)."""
     return {"from": (day - timedelta(days=1)).isoformat()}
+
+
+#: A Zorio account capped at 3 dates a window: a day and its margins, so each day of a range
+#: is a window of its own (how a range behaves across windows, in miniature).
+ONE_DAY_WINDOWS = {"max_window_days": 3}
 
 
 def test_a_range_run_records_each_day_with_its_own_metadata_and_checks(
@@ -70,7 +76,7 @@ def test_a_range_run_records_each_day_with_its_own_metadata_and_checks(
 def test_a_failing_middle_day_leaves_the_earlier_day_materialized_and_names_itself(
     make_pipeline: Callable[..., Pipeline],
 ) -> None:
-    pipeline = make_pipeline()
+    pipeline = make_pipeline(zorio=ONE_DAY_WINDOWS)
     faults = pipeline.sim.faults
     faults.fail_next(
         LIST_PAGES, 200, times=50, body=HTML, content_type="text/html", query=window_of(DAYS[1])
@@ -91,7 +97,7 @@ def test_a_failing_middle_day_leaves_the_earlier_day_materialized_and_names_itse
 def test_a_step_retry_does_not_fetch_the_days_it_already_committed(
     make_pipeline: Callable[..., Pipeline],
 ) -> None:
-    pipeline = make_pipeline()
+    pipeline = make_pipeline(zorio=ONE_DAY_WINDOWS)
     pipeline.retry_policy = dg.RetryPolicy(max_retries=1, delay=0)
     # 503 three times: the client's own two retries give up, the step is retried once.
     pipeline.sim.faults.fail_next(LIST_PAGES, 503, times=3, query=window_of(DAYS[1]))
@@ -114,9 +120,11 @@ def saigon_job() -> dg.JobDefinition:
 def test_a_re_execution_from_failure_does_not_fetch_the_committed_days_again(
     make_pipeline: Callable[..., Pipeline], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pipeline = make_pipeline()
+    pipeline = make_pipeline(zorio=ONE_DAY_WINDOWS)
     config = tmp_path / "cdr_assets.yaml"
-    config.write_text(yaml.safe_dump(pipeline_config(pipeline.sim, tmp_path)))
+    config.write_text(
+        yaml.safe_dump(pipeline_config(pipeline.sim, tmp_path, zorio=ONE_DAY_WINDOWS))
+    )
     monkeypatch.setenv("CDR_ASSETS_CONFIG", str(config))
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
@@ -206,3 +214,72 @@ def test_a_count_that_never_matches_is_a_failed_check_not_a_crash(
     assert evaluation.metadata["api_total"].value == evaluation.metadata["distinct"].value + 1
     assert stored_rows(pipeline, "saigon", DAYS[1]) == 24  # the day is kept, once
     assert pipeline.materializations(result, "saigon/recordings") == {}  # held back
+
+
+# --------------------------------------------------------------------------- range traffic
+
+WEEK = [date(2026, 6, 22) + timedelta(days=n) for n in range(7)]
+PBX_ZONE = "Asia/Ho_Chi_Minh"
+
+
+def stored_table(pipeline: Pipeline, pbx: str, day: date) -> list[dict]:
+    table = read_partition(pipeline.config.storage.data_dir, "cdr", pbx, day)
+    assert table is not None, f"{pbx} {day} not committed"
+    rows = table.drop_columns(["ingested_at"]).to_pylist()
+    return sorted(rows, key=lambda row: row["cdr_id"])
+
+
+def test_a_zorio_week_without_query_timezone_costs_at_most_1_3x_the_requests_with_it(
+    make_pipeline: Callable[..., Pipeline], make_simulator
+) -> None:
+    # The server reads dates in the PBX's own zone: with it configured, 7 server dates.
+    sim = make_simulator(calls_per_day=60, zorio={"date_timezone": PBX_ZONE})
+    week = (WEEK[0].isoformat(), WEEK[-1].isoformat())
+    requests, rows = {}, {}
+    for mode, zorio in (("known", {"query_timezone": PBX_ZONE}), ("unknown", {})):
+        pipeline = make_pipeline(sim, zorio=zorio)
+        sim.stats.reset()
+        result = pipeline.materialize("saigon/cdr", partition_range=week)
+        requests[mode] = sim.stats.count(LIST_PAGES)
+        assert sorted(pipeline.materializations(result, "saigon/cdr")) == list(map(str, WEEK))
+        checks = pipeline.checks(result)
+        assert all(checks[("saigon/cdr", "cdr_complete", d.isoformat())] for d in WEEK)
+        rows[mode] = {day: stored_table(pipeline, "saigon", day) for day in WEEK}
+    assert rows["unknown"] == rows["known"]
+    assert all(len(rows["known"][day]) == 60 for day in WEEK)
+    # One window of 9 dates (the week and a margin date each side) against one of 7 dates;
+    # fetched day by day it was 7 windows of 3 dates (3x).
+    assert requests["known"] == -(-7 * 60 // 9)
+    assert requests["unknown"] == -(-9 * 60 // 9)
+    assert requests["unknown"] <= 1.3 * requests["known"]
+
+
+def test_a_yeastar_range_is_one_search_window_with_a_materialization_per_day(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    pipeline = make_pipeline()
+    result = pipeline.materialize("hq/cdr", partition_range=RANGE)
+    assert sorted(pipeline.materializations(result, "hq/cdr")) == [d.isoformat() for d in DAYS]
+    labels = {
+        tuple(w.label for w in read_day_ingest(pipeline.config.storage.data_dir, "hq", d).windows)
+        for d in DAYS
+    }
+    assert len(labels) == 1  # every day was paged from the same cdr/search window
+    for day in DAYS:
+        assert stored_rows(pipeline, "hq", day) == 24
+
+
+def test_a_failed_range_window_fails_the_step_naming_each_of_its_days(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    pipeline = make_pipeline()
+    pipeline.sim.faults.fail_next(LIST_PAGES, 200, times=50, body=HTML, content_type="text/html")
+    result = pipeline.materialize("saigon/cdr", partition_range=RANGE, raise_on_error=False)
+    assert not result.success
+    assert pipeline.materializations(result, "saigon/cdr") == {}
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message
+    assert "partitions 2026-06-26, 2026-06-27, 2026-06-28 (one query window)" in message
+    assert "'saigon'" in message and "/api/pbx/cdr" in message
+    assert all(stored_rows(pipeline, "saigon", day) == -1 for day in DAYS)
+    assert pipeline.instance.get_materialized_partitions(dg.AssetKey(["saigon", "cdr"])) == set()

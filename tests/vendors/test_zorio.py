@@ -88,11 +88,33 @@ def test_45_day_range_is_split_and_accepted(make_simulator) -> None:
     last = DAY + timedelta(days=44)
     fetch = client.fetch_cdrs(DAY, last)
     records = collect(fetch)
-    assert len(fetch.window_labels) == 2
+    # 28 local days and a margin date on each side fill the 30-date cap; then the other 17.
+    assert client.query_windows(DAY, last) == [
+        (DAY - timedelta(days=1), DAY + timedelta(days=28)),
+        (DAY + timedelta(days=27), last + timedelta(days=1)),
+    ]
+    assert [w.days for w in fetch.windows] == [
+        (DAY, DAY + timedelta(days=27)),
+        (DAY + timedelta(days=28), last),
+    ]
     assert all(status == 200 for _, _, status in sim.stats.requests)
-    assert len(records) == len(set(uuids(records)))  # windows do not overlap
     assert set(uuids(local_days(sim, DAY, last))) <= set(uuids(records))
     assert fetch.api_total == fetch.fetched == len(records)
+
+
+def test_a_known_zone_fills_the_cap_with_local_days() -> None:
+    client = ZorioResource(
+        pbx_name="p",
+        base_url="http://x",
+        api_token="t",
+        timezone="Asia/Ho_Chi_Minh",
+        query_timezone="Asia/Ho_Chi_Minh",
+    )
+    last = DAY + timedelta(days=44)
+    assert client.query_windows(DAY, last) == [
+        (DAY, DAY + timedelta(days=29)),
+        (DAY + timedelta(days=30), last),
+    ]
 
 
 def test_known_query_zone_fetches_the_local_day(make_simulator) -> None:
@@ -242,8 +264,11 @@ def test_a_422_is_not_transient(make_simulator) -> None:
 
 def test_html_error_page_that_stays_is_a_clear_error(simulator, zorio, quick_repeats) -> None:
     simulator.faults.fail_next(
-        "/api/pbx/cdr", 200, times=BAD_BODY_REPEATS + 1,
-        body=b"<html><body>Maintenance</body></html>", content_type="text/html",
+        "/api/pbx/cdr",
+        200,
+        times=BAD_BODY_REPEATS + 1,
+        body=b"<html><body>Maintenance</body></html>",
+        content_type="text/html",
     )
     with pytest.raises(PbxBodyError, match="HTML page") as caught:
         collect(zorio.fetch_cdrs(DAY, DAY))
@@ -252,9 +277,7 @@ def test_html_error_page_that_stays_is_a_clear_error(simulator, zorio, quick_rep
     assert simulator.stats.count("/api/pbx/cdr") == BAD_BODY_REPEATS + 1
 
 
-def test_a_body_broken_off_by_a_reset_is_asked_for_again(
-    simulator, zorio, quick_repeats
-) -> None:
+def test_a_body_broken_off_by_a_reset_is_asked_for_again(simulator, zorio, quick_repeats) -> None:
     simulator.stats.reset()
     expected = collect(zorio.fetch_cdrs(DAY, DAY))
     clean_requests = simulator.stats.count("/api/pbx/cdr")
