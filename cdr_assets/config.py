@@ -135,6 +135,14 @@ class PbxConfigBase(_Strict):
         "may lead to, e.g. the vendor's storage",
     )
 
+    pool: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Dagster concurrency pool of the PBX's step, to cap steps across runs (e.g. "
+        "PBXs behind one WAN link, or all of them); its limit is the instance's "
+        "(`dagster instance concurrency set <pool> <n>`, or concurrency.pools.default_limit)",
+    )
+
     completeness_passes: int = Field(
         default=3,
         ge=1,

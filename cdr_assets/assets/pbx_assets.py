@@ -101,6 +101,7 @@ def build_pbx_assets(
         backfill_policy=dg.BackfillPolicy.single_run(),
         required_resource_keys={resource_key},
         retry_policy=retry_policy,
+        pool=pbx.pool,
     )
     def pbx_assets(context: dg.AssetExecutionContext) -> Iterator[_Event]:
         client: PbxClient = getattr(context.resources, resource_key)

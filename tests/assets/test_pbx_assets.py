@@ -206,3 +206,37 @@ def test_a_count_that_never_matches_is_a_failed_check_not_a_crash(
     assert evaluation.metadata["api_total"].value == evaluation.metadata["distinct"].value + 1
     assert stored_rows(pipeline, "saigon", DAYS[1]) == 24  # the day is kept, once
     assert pipeline.materializations(result, "saigon/recordings") == {}  # held back
+
+
+def test_a_pbx_step_joins_the_pool_its_config_names(tmp_path: Path) -> None:
+    """`pool:` puts the PBX's step in that Dagster concurrency pool; without it, in none."""
+    config = {
+        "storage": {"data_dir": str(tmp_path / "data")},
+        "pbxs": [
+            {
+                "name": "hq",
+                "vendor": "zorio",
+                "base_url": "http://127.0.0.1:9",
+                "timezone": "UTC",
+                "start_date": "2026-01-01",
+                "api_token": {"env": "T"},
+                "pool": "pbx_wan",
+            },
+            {
+                "name": "branch",
+                "vendor": "zorio",
+                "base_url": "http://127.0.0.1:9",
+                "timezone": "UTC",
+                "start_date": "2026-01-01",
+                "api_token": {"env": "T"},
+            },
+        ],
+    }
+    path = tmp_path / "cdr_assets.yaml"
+    path.write_text(yaml.safe_dump(config))
+    defs = build_definitions(load_config(path))
+    pools = {
+        key.path[0]: defs.get_assets_def(key).op.pool
+        for key in (dg.AssetKey(["hq", "cdr"]), dg.AssetKey(["branch", "cdr"]))
+    }
+    assert pools == {"hq": "pbx_wan", "branch": None}
