@@ -1,3 +1,7 @@
-"""Shared fixtures: a simulator on loopback and an S3-compatible server on loopback."""
+"""Shared fixtures: a simulator, an S3-compatible server and a PostgreSQL server on loopback."""
 
-pytest_plugins = ["tests.fixtures.simulator", "tests.fixtures.s3"]
+pytest_plugins = [
+    "tests.fixtures.simulator",
+    "tests.fixtures.s3",
+    "tests.fixtures.postgres",
+]

@@ -283,3 +283,38 @@ def test_a_failed_range_window_fails_the_step_naming_each_of_its_days(
     assert "'saigon'" in message and "/api/pbx/cdr" in message
     assert all(stored_rows(pipeline, "saigon", day) == -1 for day in DAYS)
     assert pipeline.instance.get_materialized_partitions(dg.AssetKey(["saigon", "cdr"])) == set()
+
+
+def test_a_pbx_step_joins_the_pool_its_config_names(tmp_path: Path) -> None:
+    """`pool:` puts the PBX's step in that Dagster concurrency pool; without it, in its own
+    (`cdr_assets/<name>`)."""
+    config = {
+        "storage": {"data_dir": str(tmp_path / "data")},
+        "pbxs": [
+            {
+                "name": "hq",
+                "vendor": "zorio",
+                "base_url": "http://127.0.0.1:9",
+                "timezone": "UTC",
+                "start_date": "2026-01-01",
+                "api_token": {"env": "T"},
+                "pool": "pbx_wan",
+            },
+            {
+                "name": "branch",
+                "vendor": "zorio",
+                "base_url": "http://127.0.0.1:9",
+                "timezone": "UTC",
+                "start_date": "2026-01-01",
+                "api_token": {"env": "T"},
+            },
+        ],
+    }
+    path = tmp_path / "cdr_assets.yaml"
+    path.write_text(yaml.safe_dump(config))
+    defs = build_definitions(load_config(path))
+    pools = {
+        key.path[0]: defs.get_assets_def(key).op.pool
+        for key in (dg.AssetKey(["hq", "cdr"]), dg.AssetKey(["branch", "cdr"]))
+    }
+    assert pools == {"hq": "pbx_wan", "branch": "cdr_assets/branch"}
