@@ -85,9 +85,7 @@ def inflight_supported() -> bool:
 def yeastar_window(day: date) -> tuple[str, str]:
     """The `cdr/search` window cdr_assets asks for (display MM/DD/YYYY 24 h, 60 min margins)."""
     start = datetime.combine(day, datetime.min.time()) - timedelta(minutes=60)
-    end = datetime.combine(day, datetime.max.time().replace(microsecond=0)) + timedelta(
-        minutes=60
-    )
+    end = datetime.combine(day, datetime.max.time().replace(microsecond=0)) + timedelta(minutes=60)
     return start.strftime("%m/%d/%Y %H:%M:%S"), end.strftime("%m/%d/%Y %H:%M:%S")
 
 
@@ -113,12 +111,15 @@ def run_floor(args: argparse.Namespace) -> dict[str, Any]:
         login = {"username": YEASTAR_ID, "password": YEASTAR_SECRET}
         token = json.loads(session.post(f"{api}/get_token", json=login, timeout=60).content)
         start, end = yeastar_window(date.fromisoformat(args.day))
-        base = {"access_token": token["access_token"], "start_time": start, "end_time": end,
-                "page_size": args.page_size}
+        base = {
+            "access_token": token["access_token"],
+            "start_time": start,
+            "end_time": end,
+            "page_size": args.page_size,
+        }
 
         def get(page: int) -> tuple[int, int, int]:
-            response = session.get(f"{api}/cdr/search", params={**base, "page": page},
-                                   timeout=120)
+            response = session.get(f"{api}/cdr/search", params={**base, "page": page}, timeout=120)
             response.raise_for_status()
             payload = json.loads(response.content)
             if payload.get("errcode") != 0:
@@ -139,8 +140,14 @@ def run_floor(args: argparse.Namespace) -> dict[str, Any]:
             n, total, last = get(pages)
             records += n
     wall = time.perf_counter() - started
-    return {"records": records, "api_total": total, "pages": pages, "wall_s": wall,
-            "work_cpu_s": usage()["cpu_s"] - cpu0, "base_rss_mb": base_rss}
+    return {
+        "records": records,
+        "api_total": total,
+        "pages": pages,
+        "wall_s": wall,
+        "work_cpu_s": usage()["cpu_s"] - cpu0,
+        "base_rss_mb": base_rss,
+    }
 
 
 # ---------------------------------------------------------------------- cdr_assets
@@ -149,16 +156,25 @@ def run_floor(args: argparse.Namespace) -> dict[str, Any]:
 def pbx_block(args: argparse.Namespace, base_url: str) -> dict[str, Any]:
     """The PBX's entry in a `cdr_assets.yaml`, as a user writes it (secrets as env refs)."""
     block: dict[str, Any] = {
-        "name": PBX_NAME, "vendor": args.vendor, "base_url": base_url,
-        "timezone": args.timezone, "start_date": "2020-01-01", "timeout_s": 120,
+        "name": PBX_NAME,
+        "vendor": args.vendor,
+        "base_url": base_url,
+        "timezone": args.timezone,
+        "start_date": "2020-01-01",
+        "timeout_s": 120,
     }
     if args.vendor == "zorio":
-        block |= {"api_token": {"env": "BENCH_ZORIO_TOKEN"}, "per_page": args.page_size,
-                  "query_timezone": args.timezone}
+        block |= {
+            "api_token": {"env": "BENCH_ZORIO_TOKEN"},
+            "per_page": args.page_size,
+            "query_timezone": args.timezone,
+        }
     else:
-        block |= {"client_id": {"env": "BENCH_YEASTAR_ID"},
-                  "client_secret": {"env": "BENCH_YEASTAR_SECRET"},
-                  "page_size": args.page_size}
+        block |= {
+            "client_id": {"env": "BENCH_YEASTAR_ID"},
+            "client_secret": {"env": "BENCH_YEASTAR_SECRET"},
+            "page_size": args.page_size,
+        }
     if getattr(args, "inflight", 0):
         block[INFLIGHT_KEY] = args.inflight
     if getattr(args, "no_recordings", False):
@@ -166,8 +182,11 @@ def pbx_block(args: argparse.Namespace, base_url: str) -> dict[str, Any]:
     return block
 
 
-BENCH_SECRETS = {"BENCH_ZORIO_TOKEN": TOKEN, "BENCH_YEASTAR_ID": YEASTAR_ID,
-                 "BENCH_YEASTAR_SECRET": YEASTAR_SECRET}
+BENCH_SECRETS = {
+    "BENCH_ZORIO_TOKEN": TOKEN,
+    "BENCH_YEASTAR_ID": YEASTAR_ID,
+    "BENCH_YEASTAR_SECRET": YEASTAR_SECRET,
+}
 
 
 def config_dict(args: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -223,15 +242,21 @@ def check_fast_path(args: argparse.Namespace, root: Path, day: date) -> dict[str
         logger.addHandler(notes)
     try:
         pages = client.fetch_cdrs(day, day).windows[0].fetch_pass()
-        kinds = [isinstance(page.records, JsonRecords)
-                 for _, page in zip(range(FAST_PATH_PAGES), pages, strict=False)]
+        kinds = [
+            isinstance(page.records, JsonRecords)
+            for _, page in zip(range(FAST_PATH_PAGES), pages, strict=False)
+        ]
         pages.close()
     finally:
         for logger in loggers:
             logger.removeHandler(notes)
         client.close()
-    return {"yes": bool(kinds) and all(kinds), "pages": len(kinds), "json_records": sum(kinds),
-            "slow_reason": " | ".join(notes.messages)}
+    return {
+        "yes": bool(kinds) and all(kinds),
+        "pages": len(kinds),
+        "json_records": sum(kinds),
+        "slow_reason": " | ".join(notes.messages),
+    }
 
 
 class Profiler:
@@ -279,18 +304,26 @@ def run_cdr_assets(args: argparse.Namespace) -> dict[str, Any]:
         cpu0 = usage()["cpu_s"]
         with Profiler(args.profile):
             started = time.perf_counter()
-            stats = ingest_cdr_day(client, pbx, storage, day, ingested_at=datetime.now(UTC),
-                                   run_id="benchmark")
+            stats = ingest_cdr_day(
+                client, pbx, storage, day, ingested_at=datetime.now(UTC), run_id="benchmark"
+            )
             fetched = time.perf_counter()
             ensure_views(storage.duckdb_path, storage.data_dir, TABLE_SCHEMAS)
             wall = time.perf_counter() - started
         work_cpu = usage()["cpu_s"] - cpu0
         client.close()
     return {
-        "records": stats.rows, "api_total": stats.api_total, "fetched": stats.fetched,
-        "passes": stats.passes, "complete": stats.complete, "rejected": stats.rejected,
-        "outside_day": stats.outside_day, "fast_path": fast_path,
-        "wall_s": wall, "work_cpu_s": work_cpu, "views_s": wall - (fetched - started),
+        "records": stats.rows,
+        "api_total": stats.api_total,
+        "fetched": stats.fetched,
+        "passes": stats.passes,
+        "complete": stats.complete,
+        "rejected": stats.rejected,
+        "outside_day": stats.outside_day,
+        "fast_path": fast_path,
+        "wall_s": wall,
+        "work_cpu_s": work_cpu,
+        "views_s": wall - (fetched - started),
         "base_rss_mb": base_rss,
     }
 
@@ -312,12 +345,18 @@ def run_inproc_days(args: argparse.Namespace) -> dict[str, Any]:
         with Profiler(args.profile):
             started = time.perf_counter()
             for day in days_of(args):
-                rows += ingest_cdr_day(client, pbx, storage, day,
-                                       ingested_at=datetime.now(UTC), run_id="benchmark").rows
+                rows += ingest_cdr_day(
+                    client, pbx, storage, day, ingested_at=datetime.now(UTC), run_id="benchmark"
+                ).rows
             wall = time.perf_counter() - started
         client.close()
-    return {"records": rows, "wall_s": wall, "work_cpu_s": usage()["cpu_s"] - cpu0,
-            "base_rss_mb": base_rss, "days": args.days}
+    return {
+        "records": rows,
+        "wall_s": wall,
+        "work_cpu_s": usage()["cpu_s"] - cpu0,
+        "base_rss_mb": base_rss,
+        "days": args.days,
+    }
 
 
 def run_dagster(args: argparse.Namespace) -> dict[str, Any]:
@@ -337,17 +376,26 @@ def run_dagster(args: argparse.Namespace) -> dict[str, Any]:
         config_path = root / "cdr_assets.yaml"
         config_path.write_text(yaml.safe_dump(config_dict(args, root), sort_keys=False))
         bin_dir = str(Path(sys.executable).parent)
-        env = {**os.environ, **BENCH_SECRETS, "DAGSTER_HOME": str(home),
-               "CDR_ASSETS_CONFIG": str(config_path), "DAGSTER_DG_UPDATE_CHECK_ENABLED": "0",
-               "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-               "VIRTUAL_ENV": sys.prefix}
-        where = (["--partition", days[0].isoformat()] if len(days) == 1
-                 else ["--partition-range", f"{days[0].isoformat()}...{days[-1].isoformat()}"])
+        env = {
+            **os.environ,
+            **BENCH_SECRETS,
+            "DAGSTER_HOME": str(home),
+            "CDR_ASSETS_CONFIG": str(config_path),
+            "DAGSTER_DG_UPDATE_CHECK_ENABLED": "0",
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "VIRTUAL_ENV": sys.prefix,
+        }
+        where = (
+            ["--partition", days[0].isoformat()]
+            if len(days) == 1
+            else ["--partition-range", f"{days[0].isoformat()}...{days[-1].isoformat()}"]
+        )
         cmd = [dg, "launch", "--assets", f"{PBX_NAME}/cdr", *where]
         cpu0 = usage()["cpu_s"]
         started = time.perf_counter()
-        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                              check=False, timeout=4 * 3600)
+        done = subprocess.run(
+            cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=4 * 3600
+        )
         wall = time.perf_counter() - started
         if done.returncode != 0:
             tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-5:])
@@ -356,8 +404,14 @@ def run_dagster(args: argparse.Namespace) -> dict[str, Any]:
         for day in days:
             table = read_partition(str(root / "data"), "cdr", PBX_NAME, day)
             rows += 0 if table is None else table.num_rows
-    return {"records": rows, "wall_s": wall, "work_cpu_s": usage()["cpu_s"] - cpu0,
-            "base_rss_mb": rss_now_mb(), "days": len(days), "command": " ".join(cmd[1:])}
+    return {
+        "records": rows,
+        "wall_s": wall,
+        "work_cpu_s": usage()["cpu_s"] - cpu0,
+        "base_rss_mb": rss_now_mb(),
+        "days": len(days),
+        "command": " ".join(cmd[1:]),
+    }
 
 
 # ---------------------------------------------------------------------- recordings
@@ -372,9 +426,13 @@ def run_recordings(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-rec-") as tmp:
         client, pbx, storage = setup(args, Path(tmp))
         archiver = RecordingArchiver(
-            client, RecordingArchive(storage.recordings_dir), pbx=pbx.name,
-            concurrency=pbx.recording_concurrency, max_attempts=pbx.recording_attempts,
-            missing_rechecks=pbx.missing_rechecks, progress_every_s=3600,
+            client,
+            RecordingArchive(storage.recordings_dir),
+            pbx=pbx.name,
+            concurrency=pbx.recording_concurrency,
+            max_attempts=pbx.recording_attempts,
+            missing_rechecks=pbx.missing_rechecks,
+            progress_every_s=3600,
         )
         tasks = [RecordingTask(cdr_id=ref, recording_ref=ref, call_date=day) for ref in refs]
         base_rss = rss_now_mb()
@@ -387,9 +445,14 @@ def run_recordings(args: argparse.Namespace) -> dict[str, Any]:
         client.close()
     counts = outcome.counts
     return {
-        "records": counts.get("archived", 0), "asked": len(refs), "statuses": dict(counts),
-        "bytes": outcome.bytes_downloaded, "wall_s": wall, "work_cpu_s": work_cpu,
-        "concurrency": pbx.recording_concurrency, "base_rss_mb": base_rss,
+        "records": counts.get("archived", 0),
+        "asked": len(refs),
+        "statuses": dict(counts),
+        "bytes": outcome.bytes_downloaded,
+        "wall_s": wall,
+        "work_cpu_s": work_cpu,
+        "concurrency": pbx.recording_concurrency,
+        "base_rss_mb": base_rss,
     }
 
 
@@ -410,9 +473,13 @@ def run_plain_copy(args: argparse.Namespace) -> dict[str, Any]:
         return local.session
 
     with tempfile.TemporaryDirectory(prefix="bench-copy-") as tmp:
+
         def copy(ref: str) -> int:
-            detail = session().get(f"{args.url}/api/pbx/cdr/{ref}", timeout=120,
-                                   headers={"Authorization": f"Bearer {TOKEN}"})
+            detail = session().get(
+                f"{args.url}/api/pbx/cdr/{ref}",
+                timeout=120,
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            )
             detail.raise_for_status()
             url = detail.json()["data"]["recording"]["url"]
             size = 0
@@ -430,14 +497,26 @@ def run_plain_copy(args: argparse.Namespace) -> dict[str, Any]:
         with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
             sizes = list(pool.map(copy, refs))
         wall = time.perf_counter() - started
-    return {"records": len(sizes), "asked": len(refs), "bytes": sum(sizes), "wall_s": wall,
-            "work_cpu_s": usage()["cpu_s"] - cpu0, "concurrency": concurrency,
-            "base_rss_mb": base_rss, "statuses": {"copied": len(sizes)}}
+    return {
+        "records": len(sizes),
+        "asked": len(refs),
+        "bytes": sum(sizes),
+        "wall_s": wall,
+        "work_cpu_s": usage()["cpu_s"] - cpu0,
+        "concurrency": concurrency,
+        "base_rss_mb": base_rss,
+        "statuses": {"copied": len(sizes)},
+    }
 
 
-CONTENDERS = {"floor": run_floor, "cdr_assets": run_cdr_assets, "inproc_days": run_inproc_days,
-              "dagster": run_dagster, "recordings": run_recordings,
-              "plain_copy": run_plain_copy}
+CONTENDERS = {
+    "floor": run_floor,
+    "cdr_assets": run_cdr_assets,
+    "inproc_days": run_inproc_days,
+    "dagster": run_dagster,
+    "recordings": run_recordings,
+    "plain_copy": run_plain_copy,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -450,8 +529,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timezone", required=True)
     p.add_argument("--page-size", type=int, default=200, help="Zorio per_page/Yeastar page_size")
     p.add_argument("--workers", type=int, default=1, help="floor: threads paging (warm-up)")
-    p.add_argument("--inflight", type=int, default=0,
-                   help=f"cdr_assets: {INFLIGHT_KEY} (0: leave the key out)")
+    p.add_argument(
+        "--inflight", type=int, default=0, help=f"cdr_assets: {INFLIGHT_KEY} (0: leave the key out)"
+    )
     p.add_argument("--concurrency", type=int, default=0, help="plain_copy: threads")
     p.add_argument("--refs", default="", help="recordings: comma-separated CDR uuids")
     p.add_argument("--profile", default="", help="write a cProfile summary of the work here")

@@ -43,8 +43,9 @@ def rss_now_mb() -> float:
 def yeastar_token(url: str) -> str:
     """An access token from `get_token` (what a dlt user does before building the source)."""
     body = json.dumps({"username": "demo-client", "password": "demo-secret"}).encode()
-    request = urllib.request.Request(f"{url}/openapi/v1.0/get_token", data=body,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/openapi/v1.0/get_token", data=body, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())["access_token"]
 
@@ -76,21 +77,27 @@ def source_config(args: argparse.Namespace) -> dict[str, Any]:
                     "total_path": "last_page",
                 },
             },
-            "resources": [{
-                "name": "cdr",
-                "endpoint": {
-                    "path": "api/pbx/cdr",
-                    "params": {"from": args.day, "to": args.day, "per_page": args.per_page},
-                    "data_selector": "data",
-                },
-            }],
+            "resources": [
+                {
+                    "name": "cdr",
+                    "endpoint": {
+                        "path": "api/pbx/cdr",
+                        "params": {"from": args.day, "to": args.day, "per_page": args.per_page},
+                        "data_selector": "data",
+                    },
+                }
+            ],
         }
     start, end = yeastar_window(args.day)
     return {
         "client": {
             "base_url": args.url + "/openapi/v1.0/",
-            "auth": {"type": "api_key", "name": "access_token", "location": "query",
-                     "api_key": yeastar_token(args.url)},
+            "auth": {
+                "type": "api_key",
+                "name": "access_token",
+                "location": "query",
+                "api_key": yeastar_token(args.url),
+            },
             "paginator": {
                 "type": "page_number",
                 "base_page": 1,
@@ -100,14 +107,16 @@ def source_config(args: argparse.Namespace) -> dict[str, Any]:
                 "stop_after_empty_page": True,
             },
         },
-        "resources": [{
-            "name": "cdr",
-            "endpoint": {
-                "path": "cdr/search",
-                "params": {"start_time": start, "end_time": end, "page_size": args.per_page},
-                "data_selector": "data",
-            },
-        }],
+        "resources": [
+            {
+                "name": "cdr",
+                "endpoint": {
+                    "path": "cdr/search",
+                    "params": {"start_time": start, "end_time": end, "page_size": args.per_page},
+                    "data_selector": "data",
+                },
+            }
+        ],
     }
 
 
@@ -137,8 +146,13 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     work_cpu = usage()["cpu_s"] - cpu0
     with pipeline.sql_client() as client:
         rows = client.execute_sql("SELECT count(*) FROM cdr")[0][0]
-    return {"records": int(rows), "wall_s": wall, "work_cpu_s": work_cpu,
-            "base_rss_mb": base_rss, "dlt_version": dlt.__version__}
+    return {
+        "records": int(rows),
+        "wall_s": wall,
+        "work_cpu_s": work_cpu,
+        "base_rss_mb": base_rss,
+        "dlt_version": dlt.__version__,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

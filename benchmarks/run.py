@@ -80,14 +80,36 @@ def log(msg: str) -> None:
 class SimulatorProcess:
     """`python -m benchmarks.serve` in a subprocess on a free loopback port; URL, CPU seconds."""
 
-    def __init__(self, calls: int, *, cache_records: int = 0, latency_ms: float = 0.0,
-                 jitter_ms: float = 0.0, bandwidth: int = 0,
-                 big: tuple[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        calls: int,
+        *,
+        cache_records: int = 0,
+        latency_ms: float = 0.0,
+        jitter_ms: float = 0.0,
+        bandwidth: int = 0,
+        big: tuple[str, int] | None = None,
+    ) -> None:
         cache_mb = math.ceil(cache_records * BYTES_PER_CACHED_RECORD / 2**20) + 64
-        cmd = [sys.executable, "-m", "benchmarks.serve", "--calls", str(calls),
-               "--timezone", ZONES["zorio"], "--page-cache-mb", str(cache_mb),
-               "--envelope", DEFAULT_ENVELOPE, "--latency-ms", str(latency_ms),
-               "--jitter-ms", str(jitter_ms), "--bandwidth", str(bandwidth)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.serve",
+            "--calls",
+            str(calls),
+            "--timezone",
+            ZONES["zorio"],
+            "--page-cache-mb",
+            str(cache_mb),
+            "--envelope",
+            DEFAULT_ENVELOPE,
+            "--latency-ms",
+            str(latency_ms),
+            "--jitter-ms",
+            str(jitter_ms),
+            "--bandwidth",
+            str(bandwidth),
+        ]
         if big is not None:
             cmd += ["--recording-seconds", f"{big[0]}={big[1]}"]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -125,8 +147,9 @@ def run_child(name: str, cmd: list[str], sim: SimulatorProcess) -> Result:
     log(f"running {name}")
     cpu0 = sim.cpu_s()
     try:
-        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                              timeout=CHILD_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            cmd, cwd=ROOT, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False
+        )
     except subprocess.TimeoutExpired:
         return Result(name, error=f"timed out after {CHILD_TIMEOUT_S} s")
     sim_cpu = sim.cpu_s() - cpu0
@@ -171,17 +194,37 @@ class Bench:
     notes: list[str] = field(default_factory=list)
     profiles: dict[str, str] = field(default_factory=dict)
 
-    def me(self, contender: str, sim: SimulatorProcess, vendor: str = "zorio",
-           page_size: int | None = None, **extra: Any) -> list[str]:
-        cmd = [sys.executable, "-m", "benchmarks.contenders", contender, "--url", sim.url,
-               "--vendor", vendor, "--day", extra.pop("day", DAY), "--timezone", ZONES[vendor],
-               "--page-size", str(page_size or DEFAULT_PAGE[vendor])]
+    def me(
+        self,
+        contender: str,
+        sim: SimulatorProcess,
+        vendor: str = "zorio",
+        page_size: int | None = None,
+        **extra: Any,
+    ) -> list[str]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.contenders",
+            contender,
+            "--url",
+            sim.url,
+            "--vendor",
+            vendor,
+            "--day",
+            extra.pop("day", DAY),
+            "--timezone",
+            ZONES[vendor],
+            "--page-size",
+            str(page_size or DEFAULT_PAGE[vendor]),
+        ]
         for key, value in extra.items():
             cmd += [f"--{key.replace('_', '-')}", str(value)]
         return cmd
 
-    def run(self, key: str, name: str, cmd: list[str], sim: SimulatorProcess,
-            repeat: int = 1) -> Result:
+    def run(
+        self, key: str, name: str, cmd: list[str], sim: SimulatorProcess, repeat: int = 1
+    ) -> Result:
         result = best_of(repeat, lambda: run_child(name, cmd, sim))
         self.results[key] = result
         return result
@@ -198,11 +241,15 @@ class Bench:
         else:
             self.profiles[key] = f"(profile failed: {result.error or result.na})"
 
-    def warm(self, sim: SimulatorProcess, vendor: str, page_size: int | None = None,
-             **extra: Any) -> None:
+    def warm(
+        self, sim: SimulatorProcess, vendor: str, page_size: int | None = None, **extra: Any
+    ) -> None:
         """Render every page into the simulator's cache (parallel, unmeasured)."""
-        warm = run_child(f"warm-up {vendor}", self.me("floor", sim, vendor, page_size,
-                                                      workers=WARMUP_WORKERS, **extra), sim)
+        warm = run_child(
+            f"warm-up {vendor}",
+            self.me("floor", sim, vendor, page_size, workers=WARMUP_WORKERS, **extra),
+            sim,
+        )
         if not warm.ok:
             self.notes.append(f"warm-up of {vendor} failed: {warm.error}")
 
@@ -210,9 +257,20 @@ class Bench:
         if self.dlt_python is None:
             self.results[key] = Result(name, na=self.args.dlt_note)
             return
-        cmd = [str(self.dlt_python), str(HERE / "dlt_contender.py"), "--url", sim.url,
-               "--vendor", vendor, "--day", DAY, "--per-page", str(DEFAULT_PAGE[vendor]),
-               "--mode", "parquet"]
+        cmd = [
+            str(self.dlt_python),
+            str(HERE / "dlt_contender.py"),
+            "--url",
+            sim.url,
+            "--vendor",
+            vendor,
+            "--day",
+            DAY,
+            "--per-page",
+            str(DEFAULT_PAGE[vendor]),
+            "--mode",
+            "parquet",
+        ]
         self.run(key, name, cmd, sim)
 
 
@@ -237,8 +295,13 @@ def table_loopback(bench: Bench) -> None:
             for size in sizes:
                 bench.warm(sim, vendor, size)
                 tag = f"loop/{vendor}/{size}"
-                bench.run(f"{tag}/floor", "fetch floor", bench.me("floor", sim, vendor, size),
-                          sim, a.repeat)
+                bench.run(
+                    f"{tag}/floor",
+                    "fetch floor",
+                    bench.me("floor", sim, vendor, size),
+                    sim,
+                    a.repeat,
+                )
                 cmd = bench.me("cdr_assets", sim, vendor, size)
                 bench.run(f"{tag}/cdr_assets", "cdr_assets", cmd, sim, a.repeat)
                 bench.profile(f"{tag}/cdr_assets", "cdr_assets", cmd, sim)
@@ -251,40 +314,57 @@ def table_latency(bench: Bench) -> None:
     for latency in a.latencies:
         fixed, jitter = latency * (1 - a.jitter / 2), latency * a.jitter
         log(f"latency {latency:g} ms: {a.latency_calls:,} calls per vendor")
-        with SimulatorProcess(a.latency_calls, cache_records=2 * a.latency_calls,
-                              latency_ms=fixed, jitter_ms=jitter, bandwidth=a.bandwidth) as sim:
+        with SimulatorProcess(
+            a.latency_calls,
+            cache_records=2 * a.latency_calls,
+            latency_ms=fixed,
+            jitter_ms=jitter,
+            bandwidth=a.bandwidth,
+        ) as sim:
             for vendor in ("zorio", "yeastar"):
                 tag = f"lat/{latency:g}/{vendor}/{a.latency_calls}"
                 bench.warm(sim, vendor)
-                bench.run(f"{tag}/floor", "sequential floor", bench.me("floor", sim, vendor),
-                          sim)
+                bench.run(f"{tag}/floor", "sequential floor", bench.me("floor", sim, vendor), sim)
                 for n in a.inflight:
                     cmd = bench.me("cdr_assets", sim, vendor, inflight=n)
-                    result = bench.run(f"{tag}/cdr_assets/{n}", f"cdr_assets, {n} in flight",
-                                       cmd, sim)
+                    result = bench.run(
+                        f"{tag}/cdr_assets/{n}", f"cdr_assets, {n} in flight", cmd, sim
+                    )
                     if result.na and n == 1:  # today's code pages sequentially: one in flight
                         cmd = bench.me("cdr_assets", sim, vendor)
-                        result = bench.run(f"{tag}/cdr_assets/{n}",
-                                           "cdr_assets, 1 in flight (sequential; key absent)",
-                                           cmd, sim)
-                    if n == max(a.inflight) and vendor == "zorio" and latency == max(
-                            a.latencies):
+                        result = bench.run(
+                            f"{tag}/cdr_assets/{n}",
+                            "cdr_assets, 1 in flight (sequential; key absent)",
+                            cmd,
+                            sim,
+                        )
+                    if n == max(a.inflight) and vendor == "zorio" and latency == max(a.latencies):
                         bench.profile(f"{tag}/cdr_assets/{n}", "cdr_assets", cmd, sim)
-                bench.dlt(f"{tag}/dlt", "dlt rest_api (page_number paginator, Parquet)", sim,
-                          vendor)
+                bench.dlt(
+                    f"{tag}/dlt", "dlt rest_api (page_number paginator, Parquet)", sim, vendor
+                )
     if a.quick:
         bench.notes.append("long rows (1,000,000 Zorio calls at 150 ms) skipped (--quick)")
         return
     latency, n = max(a.latencies), max(a.inflight)
     log(f"long rows: {a.long_calls:,} Zorio calls at {latency:g} ms")
     fixed, jitter = latency * (1 - a.jitter / 2), latency * a.jitter
-    with SimulatorProcess(a.long_calls, cache_records=a.long_calls, latency_ms=fixed,
-                          jitter_ms=jitter, bandwidth=a.bandwidth) as sim:
+    with SimulatorProcess(
+        a.long_calls,
+        cache_records=a.long_calls,
+        latency_ms=fixed,
+        jitter_ms=jitter,
+        bandwidth=a.bandwidth,
+    ) as sim:
         tag = f"lat/{latency:g}/zorio/{a.long_calls}"
         bench.warm(sim, "zorio")
         bench.run(f"{tag}/floor", "sequential floor", bench.me("floor", sim, "zorio"), sim)
-        bench.run(f"{tag}/cdr_assets/{n}", f"cdr_assets, {n} in flight",
-                  bench.me("cdr_assets", sim, "zorio", inflight=n), sim)
+        bench.run(
+            f"{tag}/cdr_assets/{n}",
+            f"cdr_assets, {n} in flight",
+            bench.me("cdr_assets", sim, "zorio", inflight=n),
+            sim,
+        )
 
 
 def table_dagster(bench: Bench) -> None:
@@ -293,15 +373,24 @@ def table_dagster(bench: Bench) -> None:
     log(f"dagster: {a.dagster_days} days of {a.dagster_calls:,} Zorio calls")
     cache = a.dagster_calls * a.dagster_days
     with SimulatorProcess(a.dagster_calls, cache_records=cache) as sim:
-        run_child("warm-up (in-process range)",
-                  bench.me("inproc_days", sim, days=a.dagster_days), sim)
+        run_child(
+            "warm-up (in-process range)", bench.me("inproc_days", sim, days=a.dagster_days), sim
+        )
         for days, label in ((1, "one partition"), (a.dagster_days, f"{a.dagster_days}-day range")):
-            bench.run(f"dag/{days}/dagster", f"{label}: dg launch",
-                      bench.me("dagster", sim, days=days), sim)
+            bench.run(
+                f"dag/{days}/dagster",
+                f"{label}: dg launch",
+                bench.me("dagster", sim, days=days),
+                sim,
+            )
             cmd = bench.me("inproc_days", sim, days=days)
             bench.run(f"dag/{days}/inproc", f"{label}: in-process sum", cmd, sim)
-        bench.profile(f"dag/{a.dagster_days}/inproc", "in-process range",
-                      bench.me("inproc_days", sim, days=a.dagster_days), sim)
+        bench.profile(
+            f"dag/{a.dagster_days}/inproc",
+            "in-process range",
+            bench.me("inproc_days", sim, days=a.dagster_days),
+            sim,
+        )
 
 
 def recording_refs(calls: int, count: int) -> list[str]:
@@ -330,17 +419,26 @@ def table_recordings(bench: Bench) -> None:
     batch, big_ref = refs[: a.recordings], refs[-1]
     big = (big_ref, a.big_mb * 10**6 // WAV_BYTES_PER_SECOND) if a.big_mb else None
     log(f"recordings: {len(batch):,} at {a.recording_latency:g} ms, one of {a.big_mb} MB")
-    with SimulatorProcess(calls, latency_ms=a.recording_latency, bandwidth=a.bandwidth,
-                          big=big) as sim:
+    with SimulatorProcess(
+        calls, latency_ms=a.recording_latency, bandwidth=a.bandwidth, big=big
+    ) as sim:
         joined = ",".join(batch)
         cmd = bench.me("recordings", sim, refs=joined)
         bench.run("rec/archiver", f"{len(batch):,} recordings: archiver", cmd, sim)
-        bench.run("rec/plain", f"{len(batch):,} recordings: plain parallel copy",
-                  bench.me("plain_copy", sim, refs=joined), sim)
+        bench.run(
+            "rec/plain",
+            f"{len(batch):,} recordings: plain parallel copy",
+            bench.me("plain_copy", sim, refs=joined),
+            sim,
+        )
         bench.profile("rec/archiver", "archiver", cmd, sim)
         if big is not None:
-            bench.run("rec/big", f"one {a.big_mb} MB recording: archiver",
-                      bench.me("recordings", sim, refs=big_ref), sim)
+            bench.run(
+                "rec/big",
+                f"one {a.big_mb} MB recording: archiver",
+                bench.me("recordings", sim, refs=big_ref),
+                sim,
+            )
 
 
 # ---------------------------------------------------------------------- report
@@ -359,15 +457,22 @@ def _cells(r: Result, floor: Result | None) -> list[str]:
     if not r.ok:
         return [r.na or "failed (see notes)", *["-"] * 7]
     d = r.data
-    return [f"{d['records']:,}", _fmt(d["wall_s"], 2),
-            _fmt(_ratio(d["wall_s"], floor.wall if floor else None), 2, "×"),
-            _fmt(_ratio(floor.wall if floor else None, d["wall_s"]), 1, "×"),
-            _fmt(d["peak_rss_mb"], 0), _fmt(r.above_imports, 0), _fmt(d["work_cpu_s"], 1),
-            _fmt(r.sim_cpu_s, 1)]
+    return [
+        f"{d['records']:,}",
+        _fmt(d["wall_s"], 2),
+        _fmt(_ratio(d["wall_s"], floor.wall if floor else None), 2, "×"),
+        _fmt(_ratio(floor.wall if floor else None, d["wall_s"]), 1, "×"),
+        _fmt(d["peak_rss_mb"], 0),
+        _fmt(r.above_imports, 0),
+        _fmt(d["work_cpu_s"], 1),
+        _fmt(r.sim_cpu_s, 1),
+    ]
 
 
-CDR_HEAD = ("| rows | wall s | × floor | floor/wall | peak RSS MB | above imports MB "
-            "| client CPU s | simulator CPU s |")
+CDR_HEAD = (
+    "| rows | wall s | × floor | floor/wall | peak RSS MB | above imports MB "
+    "| client CPU s | simulator CPU s |"
+)
 
 
 def _row_notes(bench: Bench, key: str, r: Result) -> None:
@@ -386,19 +491,24 @@ def _row_notes(bench: Bench, key: str, r: Result) -> None:
             f"{key}: {d['passes']} pass(es), {'complete' if d['complete'] else 'INCOMPLETE'}, "
             f"API total {d['api_total']:,}, fetched {d['fetched']:,}, rejected "
             f"{d['rejected']:,}, outside the day {d['outside_day']:,}; fast path: "
-            f"{'yes' if fast['yes'] else 'no'} ({how})")
+            f"{'yes' if fast['yes'] else 'no'} ({how})"
+        )
 
 
 def render_loopback(bench: Bench) -> list[str]:
     a = bench.args
-    out = [f"## 1. Loopback: {a.calls:,} calls per vendor", "",
-           "One PBX-local day served on loopback (no latency), every page pre-rendered by an "
-           "unmeasured warm-up. Zorio: Laravel envelope, 200 per page (its maximum); Yeastar: "
-           "`cdr/search` over the window cdr_assets asks for (the day ± 60 min). Rows are what "
-           "each contender kept: the floor counts every record fetched, cdr_assets the day's "
-           "rows.", "",
-           "| vendor | page size | contender " + CDR_HEAD,
-           "|---|---:|---|" + "---:|" * 8]
+    out = [
+        f"## 1. Loopback: {a.calls:,} calls per vendor",
+        "",
+        "One PBX-local day served on loopback (no latency), every page pre-rendered by an "
+        "unmeasured warm-up. Zorio: Laravel envelope, 200 per page (its maximum); Yeastar: "
+        "`cdr/search` over the window cdr_assets asks for (the day ± 60 min). Rows are what "
+        "each contender kept: the floor counts every record fetched, cdr_assets the day's "
+        "rows.",
+        "",
+        "| vendor | page size | contender " + CDR_HEAD,
+        "|---|---:|---|" + "---:|" * 8,
+    ]
     for vendor, size in (("zorio", 200), ("yeastar", 10_000), ("yeastar", 1000)):
         tag = f"loop/{vendor}/{size}"
         floor = bench.results.get(f"{tag}/floor")
@@ -406,61 +516,78 @@ def render_loopback(bench: Bench) -> list[str]:
             r = bench.results.get(f"{tag}/{kind}")
             if r is None:
                 continue
-            out.append(f"| {vendor} | {size:,} | {r.name} | " + " | ".join(_cells(r, floor))
-                       + " |")
+            out.append(f"| {vendor} | {size:,} | {r.name} | " + " | ".join(_cells(r, floor)) + " |")
             _row_notes(bench, f"{tag}/{kind}", r)
     return out
 
 
 def render_latency(bench: Bench) -> list[str]:
     a = bench.args
-    out = [f"## 2. Remote PBX: {a.latency_calls:,} calls per vendor at "
-           + " and ".join(f"{x:g} ms" for x in a.latencies) + " per request", "",
-           f"Every request waits the latency (fixed {100 - 50 * a.jitter:g} % of it plus a "
-           f"seeded uniform jitter up to {100 * a.jitter:g} %; requests in flight overlap), "
-           + (f"bodies capped at {a.bandwidth:,} bytes/s; " if a.bandwidth else
-              "no bandwidth cap; ")
-           + "Zorio 200 per page, Yeastar `page_size` 1,000 (the defaults). floor/wall is the "
-           "speed-up over the sequential floor. dlt: `rest_api_source` with a `page_number` "
-           "paginator (Zorio `total_path: last_page`; Yeastar `stop_after_empty_page`, since "
-           "`total_number` counts records), bearer / query `access_token` auth, "
-           "`data_selector: data`, `loader_file_format=\"parquet\"` (its fastest loader here); "
-           "dlt pages one endpoint sequentially (`parallelized` runs resources, not pages, side "
-           "by side), so there is no in-flight setting to give it.", "",
-           "| latency | vendor | calls | contender " + CDR_HEAD,
-           "|---:|---|---:|---|" + "---:|" * 8]
-    groups = sorted({"/".join(k.split("/")[:4]) for k in bench.results if k.startswith("lat/")},
-                    key=lambda g: (float(g.split("/")[1]), int(g.split("/")[3]),
-                                   g.split("/")[2] != "zorio"))
+    out = [
+        f"## 2. Remote PBX: {a.latency_calls:,} calls per vendor at "
+        + " and ".join(f"{x:g} ms" for x in a.latencies)
+        + " per request",
+        "",
+        f"Every request waits the latency (fixed {100 - 50 * a.jitter:g} % of it plus a "
+        f"seeded uniform jitter up to {100 * a.jitter:g} %; requests in flight overlap), "
+        + (f"bodies capped at {a.bandwidth:,} bytes/s; " if a.bandwidth else "no bandwidth cap; ")
+        + "Zorio 200 per page, Yeastar `page_size` 1,000 (the defaults). floor/wall is the "
+        "speed-up over the sequential floor. dlt: `rest_api_source` with a `page_number` "
+        "paginator (Zorio `total_path: last_page`; Yeastar `stop_after_empty_page`, since "
+        "`total_number` counts records), bearer / query `access_token` auth, "
+        '`data_selector: data`, `loader_file_format="parquet"` (its fastest loader here); '
+        "dlt pages one endpoint sequentially (`parallelized` runs resources, not pages, side "
+        "by side), so there is no in-flight setting to give it.",
+        "",
+        "| latency | vendor | calls | contender " + CDR_HEAD,
+        "|---:|---|---:|---|" + "---:|" * 8,
+    ]
+    groups = sorted(
+        {"/".join(k.split("/")[:4]) for k in bench.results if k.startswith("lat/")},
+        key=lambda g: (float(g.split("/")[1]), int(g.split("/")[3]), g.split("/")[2] != "zorio"),
+    )
     for group in groups:
         _, latency, vendor, calls = group.split("/")
         floor = bench.results.get(f"{group}/floor")
-        members = [f"{group}/floor", *[f"{group}/cdr_assets/{n}" for n in a.inflight],
-                   f"{group}/dlt"]
+        members = [
+            f"{group}/floor",
+            *[f"{group}/cdr_assets/{n}" for n in a.inflight],
+            f"{group}/dlt",
+        ]
         for key in members:
             r = bench.results.get(key)
             if r is None:
                 continue
-            out.append(f"| {latency} ms | {vendor} | {int(calls):,} | {r.name} | "
-                       + " | ".join(_cells(r, floor)) + " |")
+            out.append(
+                f"| {latency} ms | {vendor} | {int(calls):,} | {r.name} | "
+                + " | ".join(_cells(r, floor))
+                + " |"
+            )
             _row_notes(bench, key, r)
     return out
 
 
 def render_dagster(bench: Bench) -> list[str]:
     a = bench.args
-    out = [f"## 3. The whole Dagster path: Zorio, {a.dagster_calls:,} calls a day", "",
-           "`dg launch --assets bench/cdr --partition D` (one partition) and `--partition-range "
-           "A...B` (the asset's single-run backfill policy: one run for the range), from the "
-           "repository with a fresh DAGSTER_HOME (the repository's `dagster.yaml`) and config "
-           "in a temp dir, wall time of the command (process start, code loading, run, asset "
-           "checks, event log); against `ingest_cdr_day` for the same days called one after "
-           "the other in one process (imports excluded), summed. Loopback, pages pre-rendered.",
-           "", "| case | days | rows | Dagster wall s | in-process sum s | overhead | "
-           "Dagster peak RSS MB |", "|---|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        f"## 3. The whole Dagster path: Zorio, {a.dagster_calls:,} calls a day",
+        "",
+        "`dg launch --assets bench/cdr --partition D` (one partition) and `--partition-range "
+        "A...B` (the asset's single-run backfill policy: one run for the range), from the "
+        "repository with a fresh DAGSTER_HOME (the repository's `dagster.yaml`) and config "
+        "in a temp dir, wall time of the command (process start, code loading, run, asset "
+        "checks, event log); against `ingest_cdr_day` for the same days called one after "
+        "the other in one process (imports excluded), summed. Loopback, pages pre-rendered.",
+        "",
+        "| case | days | rows | Dagster wall s | in-process sum s | overhead | "
+        "Dagster peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for days in (1, a.dagster_days):
-        dag, inproc = bench.results.get(f"dag/{days}/dagster"), bench.results.get(
-            f"dag/{days}/inproc")
+        dag, inproc = (
+            bench.results.get(f"dag/{days}/dagster"),
+            bench.results.get(f"dag/{days}/inproc"),
+        )
         if dag is None or inproc is None:
             continue
         for key, r in ((f"dag/{days}/dagster", dag), (f"dag/{days}/inproc", inproc)):
@@ -469,25 +596,34 @@ def render_dagster(bench: Bench) -> list[str]:
         overhead = _ratio(dag.wall, inproc.wall)
         rows = dag.data.get("records") if dag.ok else None
         if dag.ok and inproc.ok and dag.data["records"] != inproc.data["records"]:
-            bench.notes.append(f"{label}: Dagster wrote {dag.data['records']:,} rows, "
-                               f"in process {inproc.data['records']:,}")
-        out.append(f"| {label} | {days} | {_fmt(rows, 0)} | {_fmt(dag.wall, 2)} | "
-                   f"{_fmt(inproc.wall, 2)} | "
-                   f"{_fmt(None if overhead is None else 100 * (overhead - 1), 0, ' %')} | "
-                   f"{_fmt(dag.data.get('peak_rss_mb') if dag.ok else None, 0)} |")
+            bench.notes.append(
+                f"{label}: Dagster wrote {dag.data['records']:,} rows, "
+                f"in process {inproc.data['records']:,}"
+            )
+        out.append(
+            f"| {label} | {days} | {_fmt(rows, 0)} | {_fmt(dag.wall, 2)} | "
+            f"{_fmt(inproc.wall, 2)} | "
+            f"{_fmt(None if overhead is None else 100 * (overhead - 1), 0, ' %')} | "
+            f"{_fmt(dag.data.get('peak_rss_mb') if dag.ok else None, 0)} |"
+        )
     return out
 
 
 def render_recordings(bench: Bench) -> list[str]:
     a = bench.args
-    out = [f"## 4. Recordings at {a.recording_latency:g} ms per request", "",
-           "The real `RecordingArchiver` with a `ZorioResource` (per recording a detail call "
-           "that mints the signed link, a streamed WAV download, a verified write: size, "
-           "header, SHA-256, into a local `RecordingArchive`), default concurrency; against a "
-           "plain copy of the same URLs at the same concurrency (requests + threads: the detail "
-           "call, the link streamed to a file, nothing else).", "",
-           "| case | done | MB | wall s | MB/s | vs plain copy | peak RSS MB | above imports MB "
-           "| client CPU s | simulator CPU s |", "|---|" + "---:|" * 9]
+    out = [
+        f"## 4. Recordings at {a.recording_latency:g} ms per request",
+        "",
+        "The real `RecordingArchiver` with a `ZorioResource` (per recording a detail call "
+        "that mints the signed link, a streamed WAV download, a verified write: size, "
+        "header, SHA-256, into a local `RecordingArchive`), default concurrency; against a "
+        "plain copy of the same URLs at the same concurrency (requests + threads: the detail "
+        "call, the link streamed to a file, nothing else).",
+        "",
+        "| case | done | MB | wall s | MB/s | vs plain copy | peak RSS MB | above imports MB "
+        "| client CPU s | simulator CPU s |",
+        "|---|" + "---:|" * 9,
+    ]
     plain = bench.results.get("rec/plain")
     for key in ("rec/archiver", "rec/plain", "rec/big"):
         r = bench.results.get(key)
@@ -500,10 +636,12 @@ def render_recordings(bench: Bench) -> list[str]:
         d = r.data
         mb = d["bytes"] / 1e6
         vs = _ratio(plain.wall, d["wall_s"]) if plain and key == "rec/archiver" else None
-        out.append(f"| {r.name} | {d['records']:,}/{d['asked']:,} | {_fmt(mb, 0)} | "
-                   f"{_fmt(d['wall_s'], 2)} | {_fmt(mb / d['wall_s'], 0)} | {_fmt(vs, 2, '×')} | "
-                   f"{_fmt(d['peak_rss_mb'], 0)} | {_fmt(r.above_imports, 0)} | "
-                   f"{_fmt(d['work_cpu_s'], 1)} | {_fmt(r.sim_cpu_s, 1)} |")
+        out.append(
+            f"| {r.name} | {d['records']:,}/{d['asked']:,} | {_fmt(mb, 0)} | "
+            f"{_fmt(d['wall_s'], 2)} | {_fmt(mb / d['wall_s'], 0)} | {_fmt(vs, 2, '×')} | "
+            f"{_fmt(d['peak_rss_mb'], 0)} | {_fmt(r.above_imports, 0)} | "
+            f"{_fmt(d['work_cpu_s'], 1)} | {_fmt(r.sim_cpu_s, 1)} |"
+        )
         if d["records"] != d["asked"]:
             bench.notes.append(f"{r.name}: statuses {d['statuses']}")
     return out
@@ -555,55 +693,145 @@ def targets(bench: Bench) -> list[Target]:
     for calls in (a.latency_calls, a.long_calls):
         group = f"lat/{lat:g}/zorio/{calls}"
         fl, ca = f"{group}/floor", f"{group}/cdr_assets/{n}"
-        why = "long row skipped (--quick)" if calls == a.long_calls and a.quick else \
-            why_missing(fl, ca)
-        found.append(Target(
-            f"Zorio {calls:,} calls at {lat:g} ms, {n} in flight: speed-up over the sequential "
-            "floor", _ratio(wall(fl), wall(ca)), 6, True, "×", why, ca))
+        why = (
+            "long row skipped (--quick)"
+            if calls == a.long_calls and a.quick
+            else why_missing(fl, ca)
+        )
+        found.append(
+            Target(
+                f"Zorio {calls:,} calls at {lat:g} ms, {n} in flight: speed-up over the sequential "
+                "floor",
+                _ratio(wall(fl), wall(ca)),
+                6,
+                True,
+                "×",
+                why,
+                ca,
+            )
+        )
     group = f"lat/{lat:g}/zorio/{a.latency_calls}"
     dlt, ca = f"{group}/dlt", f"{group}/cdr_assets/{n}"
-    found.append(Target(f"Zorio {a.latency_calls:,} calls at {lat:g} ms, {n} in flight: "
-                        "speed-up over dlt", _ratio(wall(dlt), wall(ca)), 7, True, "×",
-                        why_missing(dlt, ca), ca))
+    found.append(
+        Target(
+            f"Zorio {a.latency_calls:,} calls at {lat:g} ms, {n} in flight: speed-up over dlt",
+            _ratio(wall(dlt), wall(ca)),
+            7,
+            True,
+            "×",
+            why_missing(dlt, ca),
+            ca,
+        )
+    )
     for vendor, size in (("zorio", 200), ("yeastar", 10_000), ("yeastar", 1000)):
         tag = f"loop/{vendor}/{size}"
-        found.append(Target(f"loopback {vendor} (page size {size:,}): cdr_assets over the floor",
-                            _ratio(wall(f"{tag}/cdr_assets"), wall(f"{tag}/floor")), 1.3, False,
-                            "×", why_missing(f"{tag}/floor", f"{tag}/cdr_assets"),
-                            f"{tag}/cdr_assets"))
+        found.append(
+            Target(
+                f"loopback {vendor} (page size {size:,}): cdr_assets over the floor",
+                _ratio(wall(f"{tag}/cdr_assets"), wall(f"{tag}/floor")),
+                1.3,
+                False,
+                "×",
+                why_missing(f"{tag}/floor", f"{tag}/cdr_assets"),
+                f"{tag}/cdr_assets",
+            )
+        )
     # Memory: cdr_assets' peak above its imports, and its growth from 100k to 1M calls.
     small = res.get(f"lat/{lat:g}/zorio/{a.latency_calls}/cdr_assets/{n}")
-    small = small if small and small.ok else res.get(
-        f"lat/{lat:g}/zorio/{a.latency_calls}/cdr_assets/1")
+    small = (
+        small
+        if small and small.ok
+        else res.get(f"lat/{lat:g}/zorio/{a.latency_calls}/cdr_assets/1")
+    )
     big = res.get(f"lat/{lat:g}/zorio/{a.long_calls}/cdr_assets/{n}")
     big_note = f"{a.long_calls:,} at {lat:g} ms"
     if not (big and big.ok):
         big, big_note = res.get("loop/zorio/200/cdr_assets"), f"{a.calls:,} on loopback"
-    peaks = [r.above_imports for r in res.values()
-             if r.ok and r.above_imports is not None and "fast_path" in r.data]
-    found.append(Target("cdr_assets peak RSS above the imports (largest CDR row)",
-                        max(peaks) if peaks else None, 150, False, " MB",
-                        "" if peaks else "no cdr_assets row ran"))
+    peaks = [
+        r.above_imports
+        for r in res.values()
+        if r.ok and r.above_imports is not None and "fast_path" in r.data
+    ]
+    found.append(
+        Target(
+            "cdr_assets peak RSS above the imports (largest CDR row)",
+            max(peaks) if peaks else None,
+            150,
+            False,
+            " MB",
+            "" if peaks else "no cdr_assets row ran",
+        )
+    )
     growth = None
     if small and small.ok and big and big.ok and small.above_imports:
         growth = abs(big.data["peak_rss_mb"] / small.data["peak_rss_mb"] - 1) * 100
-    found.append(Target(f"cdr_assets Zorio peak RSS, {a.latency_calls:,} at {lat:g} ms vs "
-                        f"{big_note}: difference", growth, 10, False, " %",
-                        "" if growth is not None else "a row is missing"))
+    found.append(
+        Target(
+            f"cdr_assets Zorio peak RSS, {a.latency_calls:,} at {lat:g} ms vs "
+            f"{big_note}: difference",
+            growth,
+            10,
+            False,
+            " %",
+            "" if growth is not None else "a row is missing",
+        )
+    )
     days = a.dagster_days
     over = _ratio(wall(f"dag/{days}/dagster"), wall(f"dag/{days}/inproc"))
-    found.append(Target(f"Dagster {days}-day backfill over the in-process sum",
-                        None if over is None else 100 * (over - 1), 20, False, " %",
-                        why_missing(f"dag/{days}/dagster", f"dag/{days}/inproc"),
-                        f"dag/{days}/inproc"))
-    found.append(Target("recordings: archiver throughput over the plain parallel copy",
-                        _ratio(wall("rec/plain"), wall("rec/archiver")), 0.9, True, "×",
-                        why_missing("rec/plain", "rec/archiver"), "rec/archiver"))
+    found.append(
+        Target(
+            f"Dagster {days}-day backfill over the in-process sum",
+            None if over is None else 100 * (over - 1),
+            20,
+            False,
+            " %",
+            why_missing(f"dag/{days}/dagster", f"dag/{days}/inproc"),
+            f"dag/{days}/inproc",
+        )
+    )
+    found.append(
+        Target(
+            "recordings: archiver throughput over the plain parallel copy",
+            _ratio(wall("rec/plain"), wall("rec/archiver")),
+            0.9,
+            True,
+            "×",
+            why_missing("rec/plain", "rec/archiver"),
+            "rec/archiver",
+        )
+    )
     big_rec = res.get("rec/big")
-    found.append(Target(f"one {a.big_mb} MB recording: archiver peak RSS above the imports",
-                        big_rec.above_imports if big_rec else None, 50, False, " MB",
-                        why_missing("rec/big")))
+    found.append(
+        Target(
+            f"one {a.big_mb} MB recording: archiver peak RSS above the imports",
+            big_rec.above_imports if big_rec else None,
+            50,
+            False,
+            " MB",
+            why_missing("rec/big"),
+        )
+    )
     return found
+
+
+def dagster_split(bench: Bench) -> str:
+    """The Dagster overhead split into a fixed part (one partition's) and a per-day part."""
+    res, days = bench.results, bench.args.dagster_days
+    walls = [
+        res.get(k).wall if res.get(k) else None
+        for k in ("dag/1/dagster", "dag/1/inproc", f"dag/{days}/dagster", f"dag/{days}/inproc")
+    ]
+    if None in walls or days <= 1:
+        return ""
+    one_dag, one_in, range_dag, range_in = walls
+    fixed = one_dag - one_in
+    per_day = (range_dag - range_in - fixed) / (days - 1)
+    return (
+        f"a fixed {fixed:.1f} s per launch (one partition: {one_dag:.1f} s through dg, "
+        f"{one_in:.1f} s in process: process start, code loading, instance, run start) "
+        f"and {per_day:.2f} s per further day ({days} days: {range_dag - range_in:.1f} s "
+        "over the in-process sum)"
+    )
 
 
 def explain(bench: Bench, t: Target) -> str:
@@ -612,13 +840,21 @@ def explain(bench: Bench, t: Target) -> str:
         return t.why
     r = bench.results.get(t.profile)
     parts = []
-    if r is not None and r.ok:
+    if t.profile.startswith("dag/"):
+        parts.append(dagster_split(bench))
+    elif r is not None and r.ok:
         d = r.data
         share = d["work_cpu_s"] / d["wall_s"] if d["wall_s"] else 0
-        parts.append(f"client CPU {d['work_cpu_s']:.1f} s over {d['wall_s']:.1f} s wall "
-                     f"({100 * share:.0f} %: " + ("CPU-bound on this machine" if share > 0.8
-                                                    else "waiting on the network or the "
-                                                         "server") + ")")
+        parts.append(
+            f"client CPU {d['work_cpu_s']:.1f} s over {d['wall_s']:.1f} s wall "
+            f"({100 * share:.0f} %: "
+            + (
+                "CPU-bound on this machine"
+                if share > 0.8
+                else "waiting: network, server or the machine's other processes"
+            )
+            + ")"
+        )
     if t.profile in bench.profiles:
         parts.append(f"profile below ({t.profile})")
     elif t.profile:
@@ -627,13 +863,19 @@ def explain(bench: Bench, t: Target) -> str:
 
 
 def render_targets(bench: Bench) -> list[str]:
-    out = ["## 5. Targets (issue 10, item 5): ratios from this run", "",
-           "| target | measured | goal | verdict | why / how |", "|---|---:|---:|---|---|"]
+    out = [
+        "## 5. Targets (issue 10, item 5): ratios from this run",
+        "",
+        "| target | measured | goal | verdict | why / how |",
+        "|---|---:|---:|---|---|",
+    ]
     for t in targets(bench):
         sign = "≥" if t.at_least else "≤"
         digits = 2 if t.unit == "×" else 0
-        out.append(f"| {t.what} | {_fmt(t.value, digits, t.unit)} | {sign} {t.goal:g}{t.unit} "
-                   f"| {t.verdict()} | {explain(bench, t)} |")
+        out.append(
+            f"| {t.what} | {_fmt(t.value, digits, t.unit)} | {sign} {t.goal:g}{t.unit} "
+            f"| {t.verdict()} | {explain(bench, t)} |"
+        )
     return out
 
 
@@ -653,18 +895,27 @@ def machine_info(dlt_note: str) -> list[tuple[str, str]]:
             versions.append(f"{dist} {metadata.version(dist)}")
         except metadata.PackageNotFoundError:
             versions.append(f"{dist} -")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True, check=False).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True, check=False).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     try:
         load = " / ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
         load = "?"
     return [
         ("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")),
-        ("cpu", f"{cpu}, {len(os.sched_getaffinity(0))} cores (os.cpu_count "
-                f"{os.cpu_count()})"),
+        ("cpu", f"{cpu}, {len(os.sched_getaffinity(0))} cores (os.cpu_count {os.cpu_count()})"),
         ("load average at the end (1/5/15 min)", load),
         ("memory", mem),
         ("commit", f"{commit or '?'}" + (" with uncommitted changes" if dirty else "")),
@@ -678,17 +929,31 @@ def machine_info(dlt_note: str) -> list[tuple[str, str]]:
 def render(bench: Bench, info: list[tuple[str, str]], seconds: float) -> str:
     a = bench.args
     info_map = dict(info)
-    out = [f"# Benchmarks ({info_map['date']}, {info_map['cpu']})", "",
-           "Each contender runs in its own subprocess against the simulator in another; "
-           "ratios compare rows of this run only. The machine's cores are shared by both (and "
-           "by anything else running).", ""]
-    sections = {"loopback": render_loopback, "latency": render_latency,
-                "dagster": render_dagster, "recordings": render_recordings}
+    out = [
+        f"# Benchmarks ({info_map['date']}, {info_map['cpu']})",
+        "",
+        "Each contender runs in its own subprocess against the simulator in another; "
+        "ratios compare rows of this run only. The machine's cores are shared by both (and "
+        "by anything else running).",
+        "",
+    ]
+    sections = {
+        "loopback": render_loopback,
+        "latency": render_latency,
+        "dagster": render_dagster,
+        "recordings": render_recordings,
+    }
     for name in a.tables:
         out += sections[name](bench) + [""]
     out += render_targets(bench) + [""]
     if bench.profiles:
-        out += ["## Profiles (cProfile, an extra run each; own time per function)", ""]
+        out += [
+            "## Profiles (cProfile, an extra run each; own time per function)",
+            "",
+            "cProfile sees the main thread only: the archiver's downloads run in worker "
+            "threads, so its profile shows the main thread waiting on them.",
+            "",
+        ]
         for key, text in bench.profiles.items():
             out += [f"`{key}`:", "", "```", text, "```", ""]
     notes = bench.notes + a.skipped
@@ -701,15 +966,20 @@ def render(bench: Bench, info: list[tuple[str, str]], seconds: float) -> str:
 
 
 def update_readme(report: str, dated: Path) -> None:
-    """Replace the README's performance block with this report's tables (between markers)."""
+    """Replace the README's performance block with this report's tables, machine and date
+    (between the markers; the profiles stay in the results file)."""
     text = README.read_text()
     if README_START not in text or README_END not in text:
         raise RuntimeError(f"README.md has no {README_START} ... {README_END} block")
-    body = report.split("\n", 1)[1]
+    title, body = report.split("\n", 1)
+    body = re.sub(r"\n## Profiles.*?(?=\n## )", "", body, flags=re.S)
     body = re.sub(r"^## ", "#### ", body, flags=re.M)
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
-    link = f"From [`benchmarks/results/{dated.name}`](benchmarks/results/{dated.name}):"
+    link = (
+        f"**{title.lstrip('# ')}**, from "
+        f"[`benchmarks/results/{dated.name}`](benchmarks/results/{dated.name}):"
+    )
     README.write_text(f"{head}{README_START}\n{link}\n{body.strip()}\n{README_END}{tail}")
 
 
@@ -722,17 +992,25 @@ TABLES = ("loopback", "latency", "dagster", "recordings")
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     p.add_argument("--quick", action="store_true", help="skip the long rows (1M calls at 150 ms)")
-    p.add_argument("--smoke", action="store_true",
-                   help="tiny sizes, every table, no dlt install (checks the harness, ~1 min)")
-    p.add_argument("--tables", default=",".join(TABLES),
-                   help="comma-separated subset of " + ", ".join(TABLES))
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, every table, no dlt install (checks the harness, ~1 min)",
+    )
+    p.add_argument(
+        "--tables", default=",".join(TABLES), help="comma-separated subset of " + ", ".join(TABLES)
+    )
     p.add_argument("--calls", type=int, default=1_000_000, help="loopback calls per vendor")
     p.add_argument("--latency-calls", type=int, default=100_000)
     p.add_argument("--long-calls", type=int, default=1_000_000)
     p.add_argument("--latencies", default="50,150", help="ms per request, comma-separated")
-    p.add_argument("--jitter", type=float, default=0.2,
-                   help="jitter as a fraction of the latency (the fixed part is the rest, so "
-                        "the mean is the latency)")
+    p.add_argument(
+        "--jitter",
+        type=float,
+        default=0.2,
+        help="jitter as a fraction of the latency (the fixed part is the rest, so "
+        "the mean is the latency)",
+    )
     p.add_argument("--bandwidth", type=int, default=0, help="bytes/s per response (0: no cap)")
     p.add_argument("--inflight", default="1,4,8", help="cdr_assets max_inflight_requests rows")
     p.add_argument("--dagster-days", type=int, default=90)
@@ -742,12 +1020,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--big-mb", type=int, default=500, help="the single big recording (0: none)")
     p.add_argument("--skip-dlt", action="store_true")
     p.add_argument("--repeat", type=int, default=1, help="loopback runs; the fastest counts")
-    p.add_argument("--profile", action="store_true",
-                   help="an extra cProfile run of the contenders behind each target; top "
-                        "functions in the report")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="an extra cProfile run of the contenders behind each target; top "
+        "functions in the report",
+    )
     p.add_argument("--out-dir", default=str(RESULTS), help="where the reports go")
-    p.add_argument("--readme", action="store_true",
-                   help="also put the tables into README.md's performance block")
+    p.add_argument(
+        "--readme",
+        action="store_true",
+        help="also put the tables into README.md's performance block",
+    )
     args = p.parse_args(argv)
     args.argv = argv
     args.skipped = []
@@ -776,8 +1060,12 @@ def main(argv: list[str] | None = None) -> int:
             args.skipped.append(f"dlt not run: {args.dlt_note}")
     bench = Bench(args, dlt_python)
     started = time.perf_counter()
-    steps = {"loopback": table_loopback, "latency": table_latency, "dagster": table_dagster,
-             "recordings": table_recordings}
+    steps = {
+        "loopback": table_loopback,
+        "latency": table_latency,
+        "dagster": table_dagster,
+        "recordings": table_recordings,
+    }
     for name in args.tables:
         try:
             steps[name](bench)
