@@ -17,6 +17,8 @@ import resource
 import sys
 import tempfile
 import time
+import urllib.request
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,86 @@ def rss_now_mb() -> float:
     return 0.0
 
 
+def yeastar_token(url: str) -> str:
+    """An access token from `get_token` (what a dlt user does before building the source)."""
+    body = json.dumps({"username": "demo-client", "password": "demo-secret"}).encode()
+    request = urllib.request.Request(
+        f"{url}/openapi/v1.0/get_token", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())["access_token"]
+
+
+def yeastar_window(day: str) -> tuple[str, str]:
+    """The window cdr_assets and the floor ask for (MM/DD/YYYY 24 h, 60 min margins)."""
+    first = datetime.fromisoformat(day)
+    start = first - timedelta(minutes=60)
+    end = first + timedelta(days=1, minutes=59, seconds=59)
+    return start.strftime("%m/%d/%Y %H:%M:%S"), end.strftime("%m/%d/%Y %H:%M:%S")
+
+
+def source_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The `rest_api` config a user writes: one resource, its paginator, auth, data selector.
+
+    dlt pages one endpoint sequentially (`parallelized` runs resources, not pages, side by
+    side), so the best configuration for one day is this one resource with Parquet loading.
+    """
+    if args.vendor == "zorio":
+        return {
+            "client": {
+                "base_url": args.url + "/",
+                "auth": {"type": "bearer", "token": "demo-token"},
+                "paginator": {
+                    "type": "page_number",
+                    "base_page": 1,
+                    "page_param": "page",
+                    # Laravel's number of pages; dlt stops once page >= last_page + base_page.
+                    "total_path": "last_page",
+                },
+            },
+            "resources": [
+                {
+                    "name": "cdr",
+                    "endpoint": {
+                        "path": "api/pbx/cdr",
+                        "params": {"from": args.day, "to": args.day, "per_page": args.per_page},
+                        "data_selector": "data",
+                    },
+                }
+            ],
+        }
+    start, end = yeastar_window(args.day)
+    return {
+        "client": {
+            "base_url": args.url + "/openapi/v1.0/",
+            "auth": {
+                "type": "api_key",
+                "name": "access_token",
+                "location": "query",
+                "api_key": yeastar_token(args.url),
+            },
+            "paginator": {
+                "type": "page_number",
+                "base_page": 1,
+                "page_param": "page",
+                # total_number counts records, not pages: stop at the first empty page.
+                "total_path": None,
+                "stop_after_empty_page": True,
+            },
+        },
+        "resources": [
+            {
+                "name": "cdr",
+                "endpoint": {
+                    "path": "cdr/search",
+                    "params": {"start_time": start, "end_time": end, "page_size": args.per_page},
+                    "data_selector": "data",
+                },
+            }
+        ],
+    }
+
+
 def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     os.environ["DLT_DATA_DIR"] = str(root / "dlt-home")
     os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
@@ -45,28 +127,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     import dlt
     from dlt.sources.rest_api import rest_api_source
 
-    source = rest_api_source({
-        "client": {
-            "base_url": args.url + "/",
-            "auth": {"type": "bearer", "token": "demo-token"},
-            "paginator": {
-                "type": "page_number",
-                "base_page": 1,
-                "page_param": "page",
-                # Laravel's number of pages; dlt stops once page >= last_page + base_page.
-                # (`maximum_page` would be exclusive: with base_page=1 it must be pages + 1.)
-                "total_path": "last_page",
-            },
-        },
-        "resources": [{
-            "name": "cdr",
-            "endpoint": {
-                "path": "api/pbx/cdr",
-                "params": {"from": args.day, "to": args.day, "per_page": args.per_page},
-                "data_selector": "data",
-            },
-        }],
-    })
+    source = rest_api_source(source_config(args))
     pipeline = dlt.pipeline(
         pipeline_name="bench_cdr",
         pipelines_dir=str(root / "pipelines"),
@@ -85,15 +146,21 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     work_cpu = usage()["cpu_s"] - cpu0
     with pipeline.sql_client() as client:
         rows = client.execute_sql("SELECT count(*) FROM cdr")[0][0]
-    return {"records": int(rows), "wall_s": wall, "work_cpu_s": work_cpu,
-            "base_rss_mb": base_rss, "dlt_version": dlt.__version__}
+    return {
+        "records": int(rows),
+        "wall_s": wall,
+        "work_cpu_s": work_cpu,
+        "base_rss_mb": base_rss,
+        "dlt_version": dlt.__version__,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="dlt_contender.py")
     p.add_argument("--url", required=True)
     p.add_argument("--day", required=True)
-    p.add_argument("--per-page", type=int, default=200)
+    p.add_argument("--per-page", type=int, default=200, help="per_page / page_size")
+    p.add_argument("--vendor", choices=("zorio", "yeastar"), default="zorio")
     p.add_argument("--mode", choices=("parquet", "defaults"), required=True)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-dlt-") as tmp:

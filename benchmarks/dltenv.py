@@ -25,7 +25,9 @@ def dlt_version(python: Path) -> str | None:
         return None
     probe = subprocess.run(
         [str(python), "-c", "import dlt, duckdb, pyarrow; print(dlt.__version__)"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return probe.stdout.strip() or None if probe.returncode == 0 else None
 
@@ -42,9 +44,19 @@ def ensure_dlt_venv(venv_dir: Path = VENV_DIR, log=print) -> tuple[Path | None, 
             venv.EnvBuilder(with_pip=True, clear=True).create(venv_dir)
         log(f"installing {REQUIREMENT} into {venv_dir} (once) ...")
         pip = subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             REQUIREMENT],
-            capture_output=True, text=True, check=False, timeout=1800,
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                REQUIREMENT,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=1800,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         return None, f"could not create the dlt venv: {exc}"

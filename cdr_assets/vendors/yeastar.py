@@ -18,12 +18,12 @@ import functools
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from typing import Any, ClassVar, Literal, NoReturn, cast
+from typing import Any, ClassVar, Literal, NoReturn, TypeVar, cast
 from urllib.parse import urlencode, urljoin
 from zoneinfo import ZoneInfo
 
@@ -33,6 +33,7 @@ import requests
 from pydantic import Field, field_validator
 
 from cdr_assets.errors import PbxApiError, PbxAuthError, RecordingLinkExpired, RecordingMissing
+from cdr_assets.records import CdrPage, JsonRecords
 from cdr_assets.vendors.auth_breaker import AuthAttempt
 from cdr_assets.vendors.base import (
     CdrFetch,
@@ -40,12 +41,16 @@ from cdr_assets.vendors.base import (
     FetchedPage,
     PassTotals,
     RecordingStream,
+    split_record_array,
 )
 from cdr_assets.vendors.paging import PageAnswer, fetch_pages_in_order
 from cdr_assets.vendors.resource import PbxResource, PbxRuntime, is_count
 from cdr_assets.vendors.transport import redact_text
 
 logger = dg.get_dagster_logger(__name__)
+
+#: What a call's reader makes of the answer besides its JSON object (e.g. its unparsed records).
+_Extra = TypeVar("_Extra")
 
 ERRCODE_TOKEN_EXPIRED = 10004
 ERRCODE_DATA_NOT_FOUND = 60001
@@ -263,6 +268,7 @@ class _YeastarRuntime(PbxRuntime):
         self.display: YeastarDisplayFormat | None = None
         self.mp3_slot = threading.Semaphore(1)
         self.download_format: str | None = None  # learned from this session's downloads
+        self.slow_pages_noted = False
 
 
 class YeastarResource(PbxResource):
@@ -559,19 +565,32 @@ class YeastarResource(PbxResource):
         one is not transient, nor is any errcode but a server fault (`TRANSIENT_ERRCODES`). An
         auth errcode (`AUTH_ERRCODE_HINTS`) raises `PbxAuthError` and opens the auth breaker.
         """
+        payload, _ = self._call_reading(
+            name,
+            params,
+            lambda endpoint, response: (self._read_json_object(endpoint, response), None),
+        )
+        return payload
+
+    def _call_reading(
+        self,
+        name: str,
+        params: dict[str, Any] | None,
+        read: Callable[[str, requests.Response], tuple[dict[str, Any], _Extra]],
+    ) -> tuple[dict[str, Any], _Extra]:
+        """`_call` with the answer read by `read(endpoint, response)`: (the JSON object whose
+        errcode decides, anything else read from the same body)."""
         endpoint = self._endpoint(name)
         for attempt in (1, 2):
             token = self._access_token()
             url = self._url(name, {**(params or {}), "access_token": token})
-            payload = self._repeating_bad_bodies(
+            payload, extra = self._repeating_bad_bodies(
                 endpoint,
-                lambda url=url: self._read_json_object(
-                    endpoint, self._send("GET", url, endpoint=endpoint)
-                ),
+                lambda url=url: read(endpoint, self._send("GET", url, endpoint=endpoint)),
             )
             errcode = self._errcode(endpoint, payload)
             if errcode == 0:
-                return payload
+                return payload, extra
             if errcode == ERRCODE_TOKEN_EXPIRED and attempt == 1:
                 logger.info(
                     "PBX %r: %s answered TOKEN EXPIRED; re-authenticating", self.pbx_name, endpoint
@@ -727,7 +746,9 @@ class YeastarResource(PbxResource):
     def _search_page(self, params: dict[str, Any], page: int) -> PageAnswer:
         """Page `page` of a `cdr/search` window, checked."""
         endpoint = self._endpoint("cdr/search")
-        payload = self._call("cdr/search", {**params, "page": page, "page_size": self.page_size})
+        payload, records = self._get_search_page(
+            {**params, "page": page, "page_size": self.page_size}, page
+        )
         total = payload.get("total_number")
         if not is_count(total):
             raise PbxApiError(
@@ -736,16 +757,71 @@ class YeastarResource(PbxResource):
                 f"page {page}: 'total_number' is missing or not a "
                 f"non-negative integer (got {type(total).__name__})",
             )
-        data = payload.get("data", [] if total == 0 else None)
-        if not isinstance(data, list):
+        data: CdrPage | JsonRecords | None = (
+            payload.get("data", [] if total == 0 else None) if records is None else records
+        )
+        if not isinstance(data, list | JsonRecords):
             raise PbxApiError(
                 self.pbx_name,
                 endpoint,
                 f"page {page}: 'data' is not a list (got {type(data).__name__})",
             )
+        if isinstance(data, JsonRecords) and len(data) != self._page_records(total, page):
+            # Not the count total_number implies: count exactly by parsing the page.
+            data = self._parse_records(data)
         last_page = max(1, -(-total // self.page_size))
         final = not data or page * self.page_size >= total
         return PageAnswer(page, data, total, last_page, final)
+
+    def _get_search_page(
+        self, params: dict[str, Any], page: int
+    ) -> tuple[dict[str, Any], JsonRecords | None]:
+        """One `cdr/search` page through `_call`'s errcode and token handling: its envelope, and
+        its records unparsed when the body allows (`split_record_array`, `data` emptied in the
+        envelope); otherwise the whole body parsed, records in `data`."""
+        return self._call_reading(
+            "cdr/search", params, functools.partial(self._read_search_page, page)
+        )
+
+    def _read_search_page(
+        self, page: int, endpoint: str, response: requests.Response
+    ) -> tuple[dict[str, Any], JsonRecords | None]:
+        split: tuple[dict[str, Any], JsonRecords] | str | None = None
+        if response.status_code == 200:
+            with contextlib.closing(response):
+                split = split_record_array(response.content)
+            if isinstance(split, tuple):
+                return split
+        payload = self._read_json_object(endpoint, response)
+        if isinstance(split, str) and payload.get("data"):  # an errcode answer has no records
+            self._note_slow_pages(endpoint, page, split)
+        return payload, None
+
+    def _page_records(self, total: int, page: int) -> int:
+        """How many records page `page` holds when the window has `total` (the last is short)."""
+        return max(min(self.page_size, total - (page - 1) * self.page_size), 0)
+
+    def _note_slow_pages(self, endpoint: str, page: int, reason: str) -> None:
+        """Say once per client session that pages take the slower dict path, and why."""
+        runtime = self._runtime()
+        if not runtime.slow_pages_noted:
+            runtime.slow_pages_noted = True
+            logger.info(
+                "PBX %r: %s page %d could not be cut without parsing (%s); such pages are parsed "
+                "whole, which is correct but slower",
+                self.pbx_name,
+                endpoint,
+                page,
+                reason,
+            )
+
+    def _parse_records(self, records: JsonRecords) -> CdrPage:
+        try:
+            return records.dicts()
+        except orjson.JSONDecodeError:
+            raise PbxApiError(
+                self.pbx_name, self._endpoint("cdr/search"), "'data' is not valid JSON"
+            ) from None
 
     # ----------------------------------------------------------------- recordings
 

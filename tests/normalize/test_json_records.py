@@ -1,4 +1,5 @@
-"""Records handed over as unparsed JSON lines (`JsonRecords`) normalize exactly like dicts."""
+"""Records handed over as unparsed JSON lines (`JsonRecords`) normalize exactly like dicts
+(Zorio list pages, and Yeastar `cdr/search` pages as every server style writes them)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import pytest
+import requests
 
 from cdr_assets.errors import RecordFormatError
-from cdr_assets.normalize import batch_pages, normalize_zorio_records
+from cdr_assets.normalize import batch_pages, normalize_yeastar_records, normalize_zorio_records
 from cdr_assets.records import JsonRecords
+from cdr_assets.simulator import SERVER_STYLES, Simulator, SimulatorConfig
 from cdr_assets.vendors.base import split_record_array
 from tests.normalize.seed_records import ZORIO_RECORD
 
@@ -102,3 +106,56 @@ def test_batches_join_text_pages_and_serialize_dict_pages_among_them() -> None:
     (batch,) = batch_pages(pages, min_records=100)
     assert isinstance(batch, JsonRecords) and len(batch) == 6
     assert normalize(batch) == normalize(records)
+
+
+# -- Yeastar `cdr/search` pages: the bodies every server style writes -------------------------
+
+
+def yeastar_search_bodies(style: str, page_size: int = 10) -> list[bytes]:
+    """The raw `cdr/search` bodies of one day, as a simulator in `style` writes them."""
+    sim = Simulator(SimulatorConfig(calls_per_day=25).with_overrides(**SERVER_STYLES[style]))
+    sim.start()
+    try:
+        api = f"{sim.base_url}/openapi/v1.0"
+        with requests.Session() as session:
+            cfg = sim.config.yeastar
+            login = {"username": cfg.client_id, "password": cfg.client_secret}
+            token = session.post(f"{api}/get_token", json=login, timeout=10).json()
+            bodies = []
+            for page in (1, 2, 3):
+                params = {
+                    "access_token": token["access_token"],
+                    "start_time": "06/14/2026 23:00:00",
+                    "end_time": "06/16/2026 00:59:59",
+                    "page": page,
+                    "page_size": page_size,
+                }
+                reply = session.get(f"{api}/cdr/search", params=params, timeout=10)
+                reply.raise_for_status()
+                bodies.append(reply.content)
+            return bodies
+    finally:
+        sim.stop()
+
+
+def normalize_yeastar(records: Any) -> pa.Table:
+    return normalize_yeastar_records(records, pbx="hq", timezone="Asia/Singapore", ingested_at=NOW)
+
+
+@pytest.mark.parametrize("style", sorted(SERVER_STYLES))
+def test_yeastar_pages_of_every_server_style_normalize_alike_as_lines_and_dicts(
+    style: str,
+) -> None:
+    for body in yeastar_search_bodies(style):
+        records = orjson.loads(body)["data"]
+        assert records
+        expected = normalize_yeastar(records)
+        split = split_record_array(body)
+        if style in ("pretty", "extra_keys"):  # left to a whole parse by the client
+            assert not isinstance(split, tuple)
+        else:
+            assert isinstance(split, tuple) and split[0]["total_number"] >= len(records)
+            assert normalize_yeastar(split[1]).equals(expected)
+        # What `batch_pages` makes of a dict page among unparsed ones.
+        assert normalize_yeastar(JsonRecords.from_dicts(records)).equals(expected)
+        assert [json.loads(raw) for raw in expected.column("raw").to_pylist()] == records
