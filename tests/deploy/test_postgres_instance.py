@@ -132,7 +132,8 @@ def test_backfill_through_queue_and_pool_on_postgres(
         for day in DAYS
     }
     assert materialized == expected
-    statuses = {status for *_, status in checks}
+    # recordings_audit re-reads the archive in its own job, not in a backfill of days
+    statuses = {status for _, check, _, status in checks if check != "recordings_audit"}
     assert statuses == {"SUCCEEDED"}, checks
     for pbx, by_asset in CHECKS.items():
         for asset, names in by_asset.items():
