@@ -46,17 +46,31 @@ def write_config(tmp_path: Path, base_url: str) -> Path:
     return path
 
 
-@pytest.fixture
-def refused(simulator, tmp_path) -> tuple[Path, str]:
+def refuse_once(simulator, tmp_path: Path, cooldown_minutes: float) -> tuple[Path, str]:
     """A config whose state dir holds an open breaker for `hq` (a wrong secret was refused)."""
     config = write_config(tmp_path, simulator.base_url)
     state_dir = str(tmp_path / "data" / ".state")
     wrong = "wrong-" + simulator.config.yeastar.client_secret
     with pytest.raises(PbxAuthError):
         yeastar_client(
-            simulator, client_secret=wrong, auth_state_dir=state_dir, auth_cooldown_minutes=0.02
+            simulator,
+            client_secret=wrong,
+            auth_state_dir=state_dir,
+            auth_cooldown_minutes=cooldown_minutes,
         ).system_information()
     return config, wrong
+
+
+@pytest.fixture
+def refused(simulator, tmp_path) -> tuple[Path, str]:
+    """An open breaker whose cool-down outlasts the test, however slow the machine."""
+    return refuse_once(simulator, tmp_path, cooldown_minutes=30)
+
+
+@pytest.fixture
+def refused_briefly(simulator, tmp_path) -> tuple[Path, str]:
+    """An open breaker that cools down after 1.2 s."""
+    return refuse_once(simulator, tmp_path, cooldown_minutes=0.02)
 
 
 def test_show_prints_state_times_endpoint_and_reason_but_no_secret(refused, capsys) -> None:
@@ -72,8 +86,8 @@ def test_show_prints_state_times_endpoint_and_reason_but_no_secret(refused, caps
     assert wrong not in out
 
 
-def test_show_marks_a_cooled_down_breaker_half_open(refused, capsys) -> None:
-    config, _ = refused
+def test_show_marks_a_cooled_down_breaker_half_open(refused_briefly, capsys) -> None:
+    config, _ = refused_briefly
     time.sleep(1.3)
     assert main(["show", "--pbx", "hq", "--config", str(config)]) == 0
     out = capsys.readouterr().out
