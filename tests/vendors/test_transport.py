@@ -175,6 +175,34 @@ def test_the_shared_session_keeps_no_cookies() -> None:
         assert len(session.cookies) == 0 and "Cookie" not in host.seen[1].headers
 
 
+def test_proxies_and_no_proxy_from_the_environment_still_apply(
+    simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session reads the proxy environment once per host, as requests would on each request:
+    a proxy that refuses connections fails the request, NO_PROXY for the host lets it through."""
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    for name in ("http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(requests.exceptions.ProxyError):
+        make_session(max_retries=0).get(zorio_list_url(simulator), timeout=10)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    session = make_session(max_retries=0)
+    for _ in range(2):
+        response = session.get(zorio_list_url(simulator), headers=bearer(simulator), timeout=10)
+        assert response.status_code == 200
+
+
+def test_a_ca_bundle_from_the_environment_is_used_for_verification(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    session = make_session()
+    settings = session.merge_environment_settings("https://pbx.example", {}, None, None, None)
+    assert settings["verify"] == str(bundle)
+
+
 def test_503_is_retried_with_backoff(simulator) -> None:
     simulator.faults.fail_next("/api/pbx/cdr", 503, times=2)
     response = make_session().get(zorio_list_url(simulator), headers=bearer(simulator), timeout=10)
