@@ -301,19 +301,43 @@ def enable_object_store(
     S3 goes through httpfs with a temporary secret from the environment when httpfs loads
     ("httpfs"); otherwise, and for any other protocol, the fsspec filesystem (s3fs reads the
     same AWS_* variables, or `storage_options`) is registered on the connection ("fsspec"),
-    which works with any DuckDB version the Python package runs on. Its listings are not
-    cached: every query sees the objects (and ETags) as they are now.
+    which works with any DuckDB version the Python package runs on; every query sees the
+    objects (and ETags) as they are when it starts.
     """
     how: dict[str, str] = {}
     for protocol in sorted(set(protocols) - {"file", "local"}):
         if protocol in _S3_PROTOCOLS and load_httpfs(con):
             con.execute(s3_secret_sql())
             how[protocol] = "httpfs"
-        else:
-            options = {"use_listings_cache": False, **dict(storage_options or {})}
-            con.register_filesystem(fsspec.filesystem(protocol, **options))
-            how[protocol] = "fsspec"
+            continue
+        # Connections to one file in one process share a database: register once.
+        if protocol not in con.list_filesystems():
+            con.register_filesystem(_listing_per_query(protocol, storage_options))
+        how[protocol] = "fsspec"
     return how
+
+
+def _listing_per_query(
+    protocol: str, storage_options: Mapping[str, Any] | None
+) -> fsspec.AbstractFileSystem:
+    """The fsspec filesystem of `protocol`, listing anew at each glob.
+
+    A query starts by globbing the view's tree: one recursive listing of the tree's fixed
+    prefix (a LIST per 1,000 objects, not one per day directory) fills the cache the glob and
+    the query's many size/ETag lookups are then answered from. Listing anew each time keeps
+    ETags current: s3fs reads with If-Match, so a stale one would refuse a replaced day.
+    """
+    base = fsspec.get_filesystem_class(protocol)
+
+    class ListingPerQuery(base):  # type: ignore[misc, valid-type]
+        def glob(self, path: str, **kwargs: Any) -> Any:
+            self.invalidate_cache()
+            prefix = re.split(r"[*?\[]", path, maxsplit=1)[0].rsplit("/", 1)[0]
+            if prefix != path:
+                self.find(prefix)
+            return super().glob(path, **kwargs)
+
+    return ListingPerQuery(skip_instance_cache=True, **dict(storage_options or {}))
 
 
 def view_protocols(con: duckdb.DuckDBPyConnection) -> set[str]:

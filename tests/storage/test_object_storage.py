@@ -25,7 +25,7 @@ import pytest
 
 from cdr_assets.config import parse_config
 from cdr_assets.simulator import Simulator
-from cdr_assets.storage.duckdb import s3_secret_sql
+from cdr_assets.storage.duckdb import connect_reader, ensure_views, s3_secret_sql
 from cdr_assets.storage.parquet import PartitionWriter, read_partition
 from tests.assets.conftest import DAY, SECRETS, Pipeline, pipeline_config
 from tests.fixtures.s3 import S3Location, S3Server
@@ -221,6 +221,34 @@ def test_a_read_spanning_a_day_swap_fails_instead_of_mixing_two_versions(
     table = read_partition(s3_bucket_url.url, "cdr", "hq", day)
     assert table is not None and table.num_rows == 70
     assert sorted(fs.ls(os.path.dirname(path))) == [path]  # no temporary object, ever
+
+
+def test_a_reader_connection_sees_each_replaced_and_new_day_at_its_next_query(
+    s3_env: dict[str, str], s3_bucket_url: S3Location, tmp_path: Path
+) -> None:
+    """One long-lived reader, two connections in one process: each query lists the tree anew,
+    so a replaced day is read whole (never refused for a stale ETag) and a new day appears."""
+    days = [date(2026, 3, 1), date(2026, 3, 2)]
+
+    def write(day: date, ids: list[str]) -> None:
+        with PartitionWriter(s3_bucket_url.url, "cdr", "hq", day, SMALL_SCHEMA) as writer:
+            writer.write(rows("hq", day, ids))
+            writer.commit()
+
+    write(days[0], ["a", "b"])
+    db = str(tmp_path / "cdr.duckdb")
+    assert ensure_views(db, s3_bucket_url.url, {"cdr": SMALL_SCHEMA})
+    count = "SELECT CAST(call_date AS VARCHAR), count(*) FROM cdr GROUP BY ALL ORDER BY ALL"
+    first, second = connect_reader(db), connect_reader(db)
+    try:
+        assert first.execute(count).fetchall() == [("2026-03-01", 2)]
+        write(days[0], ["a", "b", "c"])
+        write(days[1], ["d"])
+        assert first.execute(count).fetchall() == [("2026-03-01", 3), ("2026-03-02", 1)]
+        assert second.execute(count).fetchall() == [("2026-03-01", 3), ("2026-03-02", 1)]
+    finally:
+        first.close()
+        second.close()
 
 
 def test_the_s3_secret_is_built_from_the_environment() -> None:
