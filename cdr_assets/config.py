@@ -113,7 +113,12 @@ class RecordingsAuditConfig(_Strict):
 class StorageConfig(_Strict):
     """Where Parquet, the DuckDB file and the recording archive live."""
 
-    data_dir: str = "./data"
+    data_dir: str = Field(
+        default="./data",
+        description="local path or fsspec URL (s3://bucket/prefix) of the Parquet tree; object "
+        "storage is reached with the standard variables of the environment (AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL), never with keys in this file",
+    )
     duckdb_path: str = "./data/cdr.duckdb"
     recordings_dir: str = "./data/recordings"
     recordings_storage_options: dict[str, Any] = Field(

@@ -41,15 +41,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib.util
 import os
 import random
+import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import duckdb
+import fsspec
 import pyarrow as pa
 
 from cdr_assets.errors import CdrAssetsError
@@ -59,7 +63,10 @@ from cdr_assets.storage.parquet import is_local, resolve_fs
 HIVE_TYPES: dict[str, str] = {"pbx": "VARCHAR", "call_date": "DATE"}
 MARKER = "cdr_assets managed view (do not edit); definition sha256:"
 DEFAULT_LOCK_TIMEOUT_S = 60.0
+S3_SECRET_NAME = "cdr_assets_s3"
 _YOUNG_FILE_S = 10.0
+_S3_PROTOCOLS = frozenset({"s3", "s3a"})
+_SCAN_URL = re.compile(r"read_parquet\('([A-Za-z][A-Za-z0-9+.-]*)://")
 
 _process_locks: dict[str, threading.Lock] = {}
 _process_locks_guard = threading.Lock()
@@ -223,6 +230,124 @@ def _marker(select_sql: str) -> str:
     return MARKER + hashlib.sha256(select_sql.encode()).hexdigest()
 
 
+# -- object storage -----------------------------------------------------------------------------
+
+
+def _packaged_extension(name: str) -> str | None:
+    """The `<name>` extension file a PyPI package `duckdb-extension-<name>` ships for exactly
+    this DuckDB version (extensions load only into the version they were built for)."""
+    spec = importlib.util.find_spec(f"duckdb_extension_{name}")
+    version = f"v{duckdb.__version__}"
+    for base in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(base, "extensions", version, f"{name}.duckdb_extension")
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def load_httpfs(con: duckdb.DuckDBPyConnection) -> bool:
+    """Load DuckDB's httpfs into `con` without the network: from the extension directory
+    (`INSTALL httpfs` done once, or `SET extension_directory`), else from the matching PyPI
+    package. False when neither has a build for this DuckDB version."""
+    try:
+        con.execute("LOAD httpfs")
+        return True
+    except duckdb.Error:
+        pass
+    path = _packaged_extension("httpfs")
+    if path is None:
+        return False
+    try:
+        con.execute(f"LOAD {_quote_str(path)}")
+    except duckdb.Error:
+        return False
+    return True
+
+
+def s3_secret_sql(env: Mapping[str, str] | None = None) -> str:
+    """`CREATE TEMPORARY SECRET` for httpfs from the standard AWS variables of `env`.
+
+    Temporary: it lives in the connection's memory and is never written into the DuckDB file.
+    `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` (an S3-compatible store) sets ENDPOINT with
+    path-style URLs and TLS as the URL's scheme says. The text holds the credentials: execute
+    it, never log it.
+    """
+    env = os.environ if env is None else env
+    options: dict[str, str] = {"TYPE": "s3"}
+    key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    if key and secret:
+        options["KEY_ID"] = _quote_str(key)
+        options["SECRET"] = _quote_str(secret)
+        if env.get("AWS_SESSION_TOKEN"):
+            options["SESSION_TOKEN"] = _quote_str(env["AWS_SESSION_TOKEN"])
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if region:
+        options["REGION"] = _quote_str(region)
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        url = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        options["ENDPOINT"] = _quote_str(url.netloc + url.path.rstrip("/"))
+        options["URL_STYLE"] = "'path'"
+        options["USE_SSL"] = "true" if url.scheme == "https" else "false"
+    body = ", ".join(f"{k} {v}" for k, v in options.items())
+    return f"CREATE OR REPLACE TEMPORARY SECRET {S3_SECRET_NAME} ({body})"
+
+
+def enable_object_store(
+    con: duckdb.DuckDBPyConnection,
+    protocols: Iterable[str],
+    storage_options: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """Let `con` read URLs of `protocols` (e.g. {"s3"}); returns how, per protocol.
+
+    S3 goes through httpfs with a temporary secret from the environment when httpfs loads
+    ("httpfs"); otherwise, and for any other protocol, the fsspec filesystem (s3fs reads the
+    same AWS_* variables, or `storage_options`) is registered on the connection ("fsspec"),
+    which works with any DuckDB version the Python package runs on; every query sees the
+    objects (and ETags) as they are when it starts.
+    """
+    how: dict[str, str] = {}
+    for protocol in sorted(set(protocols) - {"file", "local"}):
+        if protocol in _S3_PROTOCOLS and load_httpfs(con):
+            con.execute(s3_secret_sql())
+            how[protocol] = "httpfs"
+            continue
+        # Connections to one file in one process share a database: register once.
+        if protocol not in con.list_filesystems():
+            con.register_filesystem(_listing_per_query(protocol, storage_options))
+        how[protocol] = "fsspec"
+    return how
+
+
+def _listing_per_query(
+    protocol: str, storage_options: Mapping[str, Any] | None
+) -> fsspec.AbstractFileSystem:
+    """The fsspec filesystem of `protocol`, listing anew at each glob.
+
+    A query starts by globbing the view's tree: one recursive listing of the tree's fixed
+    prefix (a LIST per 1,000 objects, not one per day directory) fills the cache the glob and
+    the query's many size/ETag lookups are then answered from. Listing anew each time keeps
+    ETags current: s3fs reads with If-Match, so a stale one would refuse a replaced day.
+    """
+    base = fsspec.get_filesystem_class(protocol)
+
+    class ListingPerQuery(base):  # type: ignore[misc, valid-type]
+        def glob(self, path: str, **kwargs: Any) -> Any:
+            self.invalidate_cache()
+            prefix = re.split(r"[*?\[]", path, maxsplit=1)[0].rsplit("/", 1)[0]
+            if prefix != path:
+                self.find(prefix)
+            return super().glob(path, **kwargs)
+
+    return ListingPerQuery(skip_instance_cache=True, **dict(storage_options or {}))
+
+
+def view_protocols(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Protocols (s3, gs, ...) of the Parquet trees the file's views read; empty when local."""
+    rows = con.execute("SELECT sql FROM duckdb_views() WHERE NOT internal").fetchall()
+    return {m.group(1).lower() for (sql,) in rows for m in _SCAN_URL.finditer(sql or "")}
+
+
 # -- connections --------------------------------------------------------------------------------
 
 
@@ -272,6 +397,28 @@ def connect_readonly(
     path = os.path.abspath(os.fspath(duckdb_path))
     deadline = time.monotonic() + lock_timeout_s
     return _connect(path, read_only=True, deadline=deadline, timeout_s=lock_timeout_s)
+
+
+def connect_reader(
+    duckdb_path: str,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+) -> duckdb.DuckDBPyConnection:
+    """A read-only connection whose views can read their Parquet tree wherever it is.
+
+    The one documented way to query a DuckDB file whose `data_dir` is on object storage: the
+    views' protocols are read from the file and `enable_object_store` gives the connection
+    access with the credentials of this process's environment (AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL) or `storage_options`.
+    """
+    con = connect_readonly(duckdb_path, lock_timeout_s=lock_timeout_s)
+    try:
+        enable_object_store(con, view_protocols(con), storage_options)
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def _current_markers(con: duckdb.DuckDBPyConnection) -> dict[str, str | None]:
@@ -325,12 +472,19 @@ def ensure_views(
     Opens the file read-only first and writes (CREATE OR REPLACE VIEW, in one transaction) only
     when a view is missing or its definition marker differs. Lock conflicts are retried with
     backoff for up to `lock_timeout_s`, then `DuckDBLockTimeout` names the file. A remote
-    `data_dir` (s3://...) is written into the views as is: sessions reading them need DuckDB's
-    httpfs extension and credentials of their own.
+    `data_dir` (s3://...) is written into the views as is, and no credential ever is: creating
+    a view reads the tree through `enable_object_store`, and readers open the file with
+    `connect_reader`, which gives their session the access of their own environment.
     """
     path = os.path.abspath(os.fspath(duckdb_path))
     fs, root = resolve_fs(data_dir, storage_options)
     data_root = root if is_local(fs) else fs.unstrip_protocol(root).rstrip("/")
+    remote = {data_root.split("://", 1)[0]} if "://" in data_root else set()
+
+    def writable(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        enable_object_store(con, remote, storage_options)
+        return con
+
     json_columns = tuple(json_columns)
     _, empty_ok = _features()
     wanted = {
@@ -350,7 +504,7 @@ def ensure_views(
     if not lock.acquire(timeout=max(lock_timeout_s, 0.0)):
         raise DuckDBLockTimeout(path, lock_timeout_s, "held by another thread of this process")
     try:
-        if not os.path.exists(path) and _create_whole(path, wanted):
+        if not os.path.exists(path) and _create_whole(path, wanted, writable):
             return True
         if os.path.exists(path):
             con = _connect(path, read_only=True, deadline=deadline, timeout_s=lock_timeout_s)
@@ -364,7 +518,7 @@ def ensure_views(
             stale = _stale(con, wanted)  # another process may have done it meanwhile
             if not stale:
                 return False
-            _write_views(con, {name: wanted[name] for name in stale})
+            _write_views(writable(con), {name: wanted[name] for name in stale})
             return True
         finally:
             con.close()
@@ -384,7 +538,11 @@ def _write_views(con: duckdb.DuckDBPyConnection, views: Mapping[str, str]) -> No
         raise
 
 
-def _create_whole(path: str, views: Mapping[str, str]) -> bool:
+def _create_whole(
+    path: str,
+    views: Mapping[str, str],
+    prepare: Callable[[duckdb.DuckDBPyConnection], duckdb.DuckDBPyConnection],
+) -> bool:
     """Build a new DuckDB file aside and hard-link it into place; False if another won the race.
 
     Nobody can open a half-created file this way (DuckDB writes its header after creating the
@@ -397,7 +555,7 @@ def _create_whole(path: str, views: Mapping[str, str]) -> bool:
     try:
         con = duckdb.connect(tmp)
         try:
-            _write_views(con, views)
+            _write_views(prepare(con), views)
             con.execute("CHECKPOINT")
         finally:
             con.close()

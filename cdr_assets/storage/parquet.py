@@ -109,8 +109,12 @@ def _check_name(kind: str, value: str) -> str:
 def resolve_fs(
     data_dir: str, storage_options: Mapping[str, Any] | None = None
 ) -> tuple[fsspec.AbstractFileSystem, str]:
-    """Filesystem and root path (without protocol, without trailing slash) of `data_dir`."""
-    fs, root = fsspec.core.url_to_fs(str(data_dir), **dict(storage_options or {}))
+    """Filesystem and root path (without protocol, without trailing slash) of `data_dir`.
+
+    Directory listings are not cached (unless `storage_options` asks): other processes replace
+    objects, and a cached listing carries the old ETag, which s3fs sends as If-Match on read."""
+    options = {"use_listings_cache": False, **dict(storage_options or {})}
+    fs, root = fsspec.core.url_to_fs(str(data_dir), **options)
     root = root.rstrip("/") or "/"
     return fs, root
 
