@@ -33,7 +33,12 @@ from dagster_duckdb import DuckDBResource
 from cdr_assets.assets.partitions import PARTITION_FORMAT, run_days
 from cdr_assets.config import PbxConfigBase, StorageConfig
 from cdr_assets.schema import TABLE_SCHEMAS
-from cdr_assets.storage.duckdb import DuckDBLockTimeout, ensure_views
+from cdr_assets.storage.duckdb import (
+    DuckDBLockTimeout,
+    enable_object_store,
+    ensure_views,
+    view_protocols,
+)
 
 ANALYTICS_KEY = dg.AssetKey(["analytics", "cdr_daily_kpis"])
 DUCKDB_RESOURCE_KEY = "cdr_duckdb"
@@ -119,6 +124,7 @@ def read_day_totals(
 ) -> dict[tuple[str, date], DayTotals]:
     """(pbx, call_date) -> sums from `cdr_daily_kpis`, for the days and PBXs asked."""
     with duckdb.get_connection() as con:
+        enable_object_store(con, view_protocols(con))  # data_dir on S3: views read the bucket
         cursor = con.execute(_DAY_SQL, [first, last, list(pbxs)])
         names = [d[0] for d in cursor.description]
         rows = cursor.fetchall()

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 import yaml
 
 from cdr_assets.simulator import Simulator
+from cdr_assets.storage.duckdb import connect_reader
 from tests.fixtures.dagster_dev import (
     BACKFILL,
     LAUNCH_BACKFILL,
@@ -210,7 +210,7 @@ def assert_days_stored(
 ) -> dict[date, int]:
     """Each day's CDRs in the `cdr` view are exactly the simulator's calls, each once, and every
     call with a recording has its recording archived; returns the rows per day."""
-    with duckdb.connect(duckdb_path, read_only=True, **connect) as con:
+    with contextlib.closing(connect_reader(duckdb_path, **connect)) as con:
         rows = con.execute(
             "SELECT call_date, cdr_id, count(*) FROM cdr WHERE pbx = ? GROUP BY ALL", [pbx.name]
         ).fetchall()

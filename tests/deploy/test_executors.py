@@ -1,15 +1,12 @@
-"""The multiprocess executor with instance storage on PostgreSQL and recordings on S3.
+"""The multiprocess executor with instance storage on PostgreSQL and data on S3.
 
 The assets keep no state between steps but what is in data_dir and recordings_dir, which is what
 lets them run unchanged under executors that put each step in a process (or pod) of its own.
 Two PBXs share one partitioning (same zone and start date), so a `dg launch --partition-range`
 of both is one run with two steps, and Dagster's default executor (multiprocess) runs each in a
-process of its own. The run's events, in PostgreSQL, say which process emitted them; the
-recordings land in a bucket of the moto S3 server, the CDRs in Parquet.
-
-data_dir stays local here (a shared volume's stand-in): DuckDB views over `s3://` Parquet need
-DuckDB's httpfs extension in storage/duckdb.py, without which the views step fails (DuckDB then
-tries to download httpfs from extensions.duckdb.org).
+process of its own. The run's events, in PostgreSQL, say which process emitted them; the Parquet
+days and the recordings land in a bucket of the moto S3 server, and a reader queries the
+S3-backed views through `connect_reader`.
 """
 
 from __future__ import annotations
@@ -23,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
+import pytest
 
+from cdr_assets.storage.duckdb import connect_reader
 from tests.deploy.deployment import (
     DG,
     REPO_ROOT,
@@ -77,17 +75,22 @@ def test_range_run_steps_in_processes_of_their_own_on_postgres_and_s3(
     s3_client: Any,
     make_simulator,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sim = make_simulator(
         calls_per_day=CALLS_PER_DAY, yeastar={"timezone": ZONE}, zorio={"timezone": ZONE}
     )
-    data = tmp_path / "data"
+    # Parquet and recordings in the bucket; the endpoint reaches every process (and the readers
+    # below) through the environment, like the credentials
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint_url)
+    data_url = f"s3://{s3_bucket_url.bucket}/cdr"
+    duckdb_path = str(tmp_path / "cdr.duckdb")
     recordings_url = f"s3://{s3_bucket_url.bucket}/recordings"
     config = write_config(
         tmp_path / "cdr_assets.yaml",
         {
-            "data_dir": str(data),
-            "duckdb_path": str(data / "cdr.duckdb"),
+            "data_dir": data_url,
+            "duckdb_path": duckdb_path,
             "recordings_dir": recordings_url,
             # the endpoint only: the credentials come from the environment (AWS_*)
             "recordings_storage_options": {
@@ -125,8 +128,12 @@ def test_range_run_steps_in_processes_of_their_own_on_postgres_and_s3(
                 assert sorted(r.partition_key for r in records) == [d.isoformat() for d in DAYS]
 
     for pbx in PBXS:
-        assert_days_stored(str(data / "cdr.duckdb"), sim, pbx, DAYS)
-    with duckdb.connect(str(data / "cdr.duckdb"), read_only=True) as con:
+        assert_days_stored(duckdb_path, sim, pbx, DAYS)
+    parquet = s3_client.list_objects_v2(Bucket=s3_bucket_url.bucket, Prefix="cdr/")
+    assert len([o for o in parquet.get("Contents", []) if o["Key"].endswith(".parquet")]) >= len(
+        PBXS
+    ) * len(DAYS), "the days' Parquet files are not in the bucket"
+    with contextlib.closing(connect_reader(duckdb_path)) as con:
         archived = con.execute(
             "SELECT uri, bytes FROM recordings WHERE status = 'archived'"
         ).fetchall()
