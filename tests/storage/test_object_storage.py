@@ -163,7 +163,14 @@ def test_assets_on_s3_and_a_reader_process_queries_the_views_while_ingestion_goe
     assert checks and all(checks.values()), checks
 
     data_keys = _bucket_keys(s3_client, s3_bucket_url.bucket, "data/")
-    assert data_keys and all(k.endswith("/data.parquet") for k in data_keys), data_keys
+    # a day is one data.parquet per partition (nothing staged or temporary is left in the
+    # bucket); each PBX's row of the `pbxs` table is <data_dir>/pbxs/<name>.parquet
+    day_keys = [k for k in data_keys if not k.startswith("data/pbxs/")]
+    assert day_keys and all(k.endswith("/data.parquet") for k in day_keys), data_keys
+    assert {k for k in data_keys if k.startswith("data/pbxs/")} == {
+        "data/pbxs/hq.parquet",
+        "data/pbxs/saigon.parquet",
+    }, data_keys
     tables = {k.split("/")[1] for k in data_keys}
     assert {"cdr", "recordings"} <= tables
     assert _bucket_keys(s3_client, s3_bucket_url.bucket, "recordings/"), "nothing archived"
