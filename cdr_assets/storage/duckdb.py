@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import glob
 import hashlib
 import importlib.util
 import os
@@ -57,8 +58,10 @@ import fsspec
 import pyarrow as pa
 
 from cdr_assets.errors import CdrAssetsError
+from cdr_assets.schema import PBXS_SCHEMA
 from cdr_assets.storage.kpi_views import kpi_view_selects
 from cdr_assets.storage.parquet import is_local, resolve_fs
+from cdr_assets.storage.pbxs import TABLE as PBXS_TABLE
 
 HIVE_TYPES: dict[str, str] = {"pbx": "VARCHAR", "call_date": "DATE"}
 MARKER = "cdr_assets managed view (do not edit); definition sha256:"
@@ -168,6 +171,12 @@ def _features() -> tuple[bool, bool]:
     return json_ok, empty_ok
 
 
+def allow_empty_scans() -> bool:
+    """Whether this DuckDB's `read_parquet` takes `allow_empty` (2.0 and newer): then a view
+    over a tree with no file yet is current as soon as one lands, without a rewrite."""
+    return _features()[1]
+
+
 def _glob(data_root: str, table: str) -> str:
     return f"{data_root}/{table}/*/*/*.parquet"
 
@@ -188,6 +197,23 @@ def _typed_empty(schema: pa.Schema, json_cols: set[str], *, hive: bool) -> str:
     return f"SELECT {', '.join(parts)} WHERE false"
 
 
+def _scan_or_empty(glob: str, empty: str, options: str, *, files_exist: bool) -> str:
+    """Rows of the Parquet files matching `glob`, typed as `empty` (a typed zero-row SELECT)
+    even when there are none. With `allow_empty` (DuckDB 2.0) the view stays current as files
+    come and go; older engines fail to bind a scan that matches nothing, so there the view is
+    `empty` until the first file exists (`ensure_views` then rewrites it, once)."""
+    scan = f"read_parquet({_quote_str(glob)}"
+    if allow_empty_scans():
+        return (
+            f"SELECT COLUMNS(lambda c: c <> 'empty') FROM ({empty} "
+            f"UNION ALL BY NAME SELECT * FROM {scan}, allow_empty = true, {options}))"
+        )
+    if not files_exist:
+        return empty
+    # by name with the typed empty: a column newer than every file reads NULL, not "not found"
+    return f"SELECT * FROM ({empty} UNION ALL BY NAME SELECT * FROM {scan}, {options}))"
+
+
 def view_select(
     data_root: str,
     table: str,
@@ -197,7 +223,7 @@ def view_select(
     files_exist: bool = True,
 ) -> str:
     """The SELECT behind view `table` (`data_root`: absolute path or URL, no trailing slash)."""
-    json_ok, empty_ok = _features()
+    json_ok, _ = _features()
     json_cols = (
         {c for c in json_columns if c in schema.names and pa.types.is_string(schema.field(c).type)}
         if json_ok
@@ -209,21 +235,22 @@ def view_select(
         options = f"union_by_name = true, hive_partitioning = true, hive_types = {{{types}}}"
     else:
         options = "union_by_name = true, hive_partitioning = false"
-    scan = f"read_parquet({_quote_str(_glob(data_root, table))}"
     empty = _typed_empty(schema, json_cols, hive=hive)
-    if empty_ok:
-        inner = (
-            f"SELECT COLUMNS(lambda c: c <> 'empty') FROM ({empty} "
-            f"UNION ALL BY NAME SELECT * FROM {scan}, allow_empty = true, {options}))"
-        )
-    elif files_exist:
-        inner = f"SELECT * FROM {scan}, {options})"
-    else:
-        inner = empty
+    inner = _scan_or_empty(_glob(data_root, table), empty, options, files_exist=files_exist)
     if not json_cols:
         return inner
     casts = ", ".join(f"CAST({_quote_ident(c)} AS JSON) AS {_quote_ident(c)}" for c in json_cols)
     return f"SELECT * REPLACE ({casts}) FROM ({inner})"
+
+
+def pbxs_select(data_root: str, *, files_exist: bool = True) -> str:
+    """The SELECT behind view `pbxs` over `<data_root>/pbxs/*.parquet` (one file per PBX)."""
+    return _scan_or_empty(
+        f"{data_root}/{PBXS_TABLE}/*.parquet",
+        _typed_empty(PBXS_SCHEMA, set(), hive=False),
+        "union_by_name = true, hive_partitioning = false",
+        files_exist=files_exist,
+    )
 
 
 def _marker(select_sql: str) -> str:
@@ -439,23 +466,12 @@ def _process_lock(path: str) -> threading.Lock:
         return _process_locks.setdefault(path, threading.Lock())
 
 
-def _any_file(data_dir: str, table: str, storage_options: Mapping[str, Any] | None) -> bool:
+def _any_file(data_dir: str, pattern: str, storage_options: Mapping[str, Any] | None) -> bool:
+    """Whether any file matches `<data_dir>/<pattern>` (stops at the first one locally)."""
     fs, root = resolve_fs(data_dir, storage_options)
     if not is_local(fs):
-        return bool(fs.glob(_glob(root, table)))
-    base = os.path.join(root, table)
-    try:
-        for pbx_dir in os.scandir(base):
-            if not pbx_dir.is_dir():
-                continue
-            for day_dir in os.scandir(pbx_dir.path):
-                if day_dir.is_dir() and any(
-                    f.name.endswith(".parquet") for f in os.scandir(day_dir.path)
-                ):
-                    return True
-    except FileNotFoundError:
-        return False
-    return False
+        return bool(fs.glob(f"{root}/{pattern}"))
+    return next(glob.iglob(os.path.join(root, pattern)), None) is not None
 
 
 def ensure_views(
@@ -486,19 +502,23 @@ def ensure_views(
         return con
 
     json_columns = tuple(json_columns)
-    _, empty_ok = _features()
+    empty_ok = allow_empty_scans()
+
+    def files_exist(pattern: str) -> bool:
+        return empty_ok or _any_file(data_dir, pattern, storage_options)
+
     wanted = {
         name: view_select(
             data_root,
             name,
             schema,
             json_columns=json_columns,
-            files_exist=empty_ok or _any_file(data_dir, name, storage_options),
+            files_exist=files_exist(f"{name}/*/*/*.parquet"),
         )
         for name, schema in schemas.items()
     }
-    if empty_ok:  # the analyst views (`kpi_views`) over those, for DuckDB >= 1.4
-        wanted.update(kpi_view_selects(data_root, schemas))
+    pbxs = pbxs_select(data_root, files_exist=files_exist(f"{PBXS_TABLE}/*.parquet"))
+    wanted.update(kpi_view_selects(schemas, pbxs))  # the analyst views over those
     deadline = time.monotonic() + lock_timeout_s
     lock = _process_lock(path)
     if not lock.acquire(timeout=max(lock_timeout_s, 0.0)):

@@ -1,10 +1,11 @@
 """The analyst views: telephony KPIs as SQL over the `cdr`, `recordings` and `pbxs` views.
 
 This module owns the text of `cdr_daily_kpis`, `cdr_by_extension`, `cdr_by_queue`,
-`cdr_by_trunk` and `cdr_hourly` (and of `pbxs`, which `cdr_hourly` joins for each PBX's zone).
-They read the other views by name, never files, so they are as current as `cdr` is: a new
-partition shows up in every KPI at the next query. `storage.duckdb.ensure_views` creates them
-with the table views, under the same rule (written only when their text changes).
+`cdr_by_trunk` and `cdr_hourly` (`cdr_hourly` joins the `pbxs` view, which `storage.duckdb`
+builds over the `pbxs` table, for each PBX's zone). They read the other views by name, never
+files, so they are as current as `cdr` is: a new partition shows up in every KPI at the next
+query. `storage.duckdb.ensure_views` creates them with the table views, under the same rule
+(written only when their text changes).
 
 Definitions (the README's column tables state the same):
 - calls: CDR rows (every attempt, whatever its outcome).
@@ -16,7 +17,7 @@ Definitions (the README's column tables state the same):
 - ACD (average call duration) = talk seconds of answered calls / answered calls; NULL, not an
   error, when nothing was answered. Every ratio is NULL when its denominator is 0.
 
-It must not open connections, know files beyond the `pbxs` glob, or know vendors.
+It must not open connections, know files, or know vendors.
 """
 
 from __future__ import annotations
@@ -24,9 +25,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pyarrow as pa
-
-from cdr_assets.schema import PBXS_SCHEMA
-from cdr_assets.storage.pbxs import TABLE as PBXS_TABLE
 
 ANSWERED = "disposition = 'answered'"
 OFFERED = "disposition NOT IN ('busy', 'failed')"
@@ -128,30 +126,15 @@ KPI_VIEWS: dict[str, tuple[str, dict[str, set[str]]]] = {
 }
 
 
-def _quote_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def pbxs_select(data_root: str) -> str:
-    """The SELECT behind view `pbxs` over `<data_root>/pbxs/*.parquet`, typed even when empty."""
-    types = {pa.string(): "VARCHAR", pa.date32(): "DATE"}
-    typed = ", ".join(f'CAST(NULL AS {types[f.type]}) AS "{f.name}"' for f in PBXS_SCHEMA)
-    glob = _quote_str(f"{data_root}/{PBXS_TABLE}/*.parquet")
-    return (
-        f"SELECT COLUMNS(lambda c: c <> 'empty') FROM (SELECT {typed} WHERE false "
-        f"UNION ALL BY NAME SELECT * FROM read_parquet({glob}, allow_empty = true, "
-        "union_by_name = true, hive_partitioning = false))"
-    )
-
-
-def kpi_view_selects(data_root: str, schemas: Mapping[str, pa.Schema]) -> dict[str, str]:
+def kpi_view_selects(schemas: Mapping[str, pa.Schema], pbxs_select: str) -> dict[str, str]:
     """View name -> SELECT for each KPI view whose source columns `schemas` has (DuckDB binds a
     view when it is created, so a partial schema gets only the views it can answer), plus
-    `pbxs` when `cdr_hourly` is among them; in creation order."""
+    `pbxs` (`pbxs_select`, over the `pbxs` table) when `cdr_hourly` is among them; in creation
+    order."""
     views: dict[str, str] = {}
     for name, (sql, needs) in KPI_VIEWS.items():
         if all(t in schemas and cols <= set(schemas[t].names) for t, cols in needs.items()):
             if name == "cdr_hourly":
-                views["pbxs"] = pbxs_select(data_root)
+                views["pbxs"] = pbxs_select
             views[name] = sql
     return views

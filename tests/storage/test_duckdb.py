@@ -21,7 +21,7 @@ from cdr_assets.storage.duckdb import (
     ensure_views,
 )
 from cdr_assets.storage.parquet import PartitionWriter
-from tests.storage.helpers import SMALL_SCHEMA, rows
+from tests.storage.helpers import SMALL_SCHEMA, rows, views_see_first_files
 
 DAY = date(2026, 3, 8)
 REC_SCHEMA = pa.schema(
@@ -88,8 +88,10 @@ def test_views_exist_and_are_typed_before_any_file(paths: tuple[Path, Path]) -> 
 def test_second_call_only_reads(paths: tuple[Path, Path]) -> None:
     db, data = paths
     assert ensure_views(str(db), str(data), SCHEMAS) is True
-    before = db.stat().st_mtime_ns
     _write(data, "hq", DAY, ["a"])
+    views_see_first_files(db, data, SCHEMAS)
+    before = db.stat().st_mtime_ns
+    _write(data, "hq", date(2026, 3, 9), ["b"])
     assert ensure_views(str(db), str(data), SCHEMAS) is False
     assert db.stat().st_mtime_ns == before
 
@@ -98,6 +100,7 @@ def test_new_partitions_show_up_without_rewriting_the_views(paths: tuple[Path, P
     db, data = paths
     ensure_views(str(db), str(data), SCHEMAS)
     _write(data, "hq", DAY, ["a", "b"])
+    views_see_first_files(db, data, SCHEMAS)
     _write(data, "saigon", DAY, ["c"])
     assert ensure_views(str(db), str(data), SCHEMAS) is False
     got = _query(db, "SELECT pbx, count(*) FROM cdr GROUP BY pbx ORDER BY pbx")
@@ -109,6 +112,7 @@ def test_new_partitions_show_up_without_rewriting_the_views(paths: tuple[Path, P
 
 def test_view_sql_uses_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    _write(Path("data"), "hq", DAY, ["a"])
     ensure_views("db/cdr.duckdb", "data", SCHEMAS)
     sql = _query(
         tmp_path / "db" / "cdr.duckdb", "SELECT sql FROM duckdb_views() WHERE view_name = 'cdr'"
@@ -120,6 +124,7 @@ def test_an_empty_day_is_readable_through_the_view(paths: tuple[Path, Path]) -> 
     db, data = paths
     ensure_views(str(db), str(data), SCHEMAS)
     _write(data, "hq", DAY, ["a"])
+    views_see_first_files(db, data, SCHEMAS)
     with PartitionWriter(str(data), "cdr", "hq", date(2026, 3, 9), SMALL_SCHEMA) as writer:
         writer.commit()
     assert _query(db, "SELECT count(*) FROM cdr") == [(1,)]
@@ -129,6 +134,7 @@ def test_readers_never_see_a_partition_being_written(paths: tuple[Path, Path]) -
     db, data = paths
     ensure_views(str(db), str(data), SCHEMAS)
     _write(data, "hq", DAY, ["old1", "old2"])
+    views_see_first_files(db, data, SCHEMAS)
     with PartitionWriter(str(data), "cdr", "hq", DAY, SMALL_SCHEMA, row_group_size=2) as w:
         w.write(rows("hq", DAY, ["new1", "new2", "new3", "new4"]))
         staging = data / ".staging" / "cdr" / "pbx=hq" / f"call_date={DAY}"
@@ -144,6 +150,7 @@ def test_a_new_schema_column_rewrites_the_view_and_old_files_read_null(
     db, data = paths
     ensure_views(str(db), str(data), SCHEMAS)
     _write(data, "hq", DAY, ["a"])
+    views_see_first_files(db, data, SCHEMAS)
     wider = SMALL_SCHEMA.append(pa.field("queue_name", pa.string()))
     assert ensure_views(str(db), str(data), {**SCHEMAS, "cdr": wider}) is True
     assert _query(db, "SELECT cdr_id, queue_name FROM cdr") == [("a", None)]
@@ -155,6 +162,7 @@ def test_filters_on_partition_columns_skip_other_files(paths: tuple[Path, Path])
     for pbx in ("hq", "saigon"):
         for d in range(3):
             _write(data, pbx, date(2026, 3, 1 + d), [f"{pbx}{d}"])
+    views_see_first_files(db, data, SCHEMAS)
     got = _query(db, "SELECT cdr_id FROM cdr WHERE pbx = 'hq' AND call_date = DATE '2026-03-02'")
     assert got == [("hq1",)]
     plan = _query(
@@ -179,6 +187,7 @@ def test_analyst_read_only_session_does_not_stop_ingestion(paths: tuple[Path, Pa
     db, data = paths
     ensure_views(str(db), str(data), SCHEMAS)
     _write(data, "hq", DAY, ["a"])
+    views_see_first_files(db, data, SCHEMAS)
     analyst = subprocess.Popen(
         [sys.executable, "-c", _ANALYST, str(db)],
         stdin=subprocess.PIPE,

@@ -17,7 +17,13 @@ from cdr_assets.schema import TABLE_SCHEMAS
 from cdr_assets.storage.duckdb import ensure_views
 from cdr_assets.storage.kpi_views import KPI_VIEWS
 from cdr_assets.storage.pbxs import write_pbx_row
-from tests.storage.helpers import SMALL_SCHEMA, cdr_table, recordings_table, write_day
+from tests.storage.helpers import (
+    SMALL_SCHEMA,
+    cdr_table,
+    recordings_table,
+    views_see_first_files,
+    write_day,
+)
 
 DAY = date(2026, 3, 10)
 
@@ -216,8 +222,11 @@ def test_views_stay_current_without_rewriting_the_file(tmp_path: Path) -> None:
     assert ensure_views(db, data, TABLE_SCHEMAS)  # first run: creates every view
     assert _rows(db, "SELECT * FROM cdr_daily_kpis") == []  # typed and empty before any file
     write_day(data, "cdr", cdr_table("hq", DAY, HQ_CALLS))
+    views_see_first_files(db, data, TABLE_SCHEMAS)
+    write_day(data, "cdr", cdr_table("branch", DAY, HQ_CALLS))
     assert not ensure_views(db, data, TABLE_SCHEMAS)  # nothing to write: the views re-glob
-    assert sum(r["calls"] for r in _rows(db, "SELECT * FROM cdr_daily_kpis")) == len(HQ_CALLS)
+    kpis = _rows(db, "SELECT * FROM cdr_daily_kpis")
+    assert sum(r["calls"] for r in kpis) == 2 * len(HQ_CALLS)
 
 
 def test_partial_schemas_get_only_the_views_they_can_answer(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from cdr_assets.schema import RECORDINGS_SCHEMA
 from cdr_assets.storage.duckdb import ensure_views
 from cdr_assets.storage.manifest import ManifestRow, read_manifest, write_manifest
 from tests.fixtures.s3 import S3Location
+from tests.storage.helpers import views_see_first_files
 
 DAY = date(2026, 3, 8)
 NOW = datetime(2026, 3, 9, 1, 2, 3, 456000, tzinfo=UTC)
@@ -103,6 +104,7 @@ def test_the_manifest_is_the_recordings_view(tmp_path: Path) -> None:
     data_dir, db = str(tmp_path / "data"), str(tmp_path / "cdr.duckdb")
     ensure_views(db, data_dir, {"recordings": RECORDINGS_SCHEMA})
     write_manifest(data_dir, "hq", DAY, [_row("a"), _row("b", "missing")])
+    views_see_first_files(db, data_dir, {"recordings": RECORDINGS_SCHEMA})
     import duckdb
 
     con = duckdb.connect(db, read_only=True)

@@ -4,6 +4,10 @@ The assets write Parquet and the archive to a bucket, and a separate reader proc
 DuckDB file read-only through `connect_reader` and queries the S3-backed views while ingestion
 goes on. Credentials reach both only through the environment (AWS_* and AWS_ENDPOINT_URL) and
 never the DuckDB file.
+
+The reader reads S3 through DuckDB's httpfs where this DuckDB can load it (test_duckdb_engines
+runs this module again on a DuckDB with httpfs from PyPI, and says which way it must read), else
+through s3fs; it reports which, and the test holds it to the expected way.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -25,7 +30,7 @@ import pytest
 
 from cdr_assets.config import parse_config
 from cdr_assets.simulator import Simulator
-from cdr_assets.storage.duckdb import connect_reader, ensure_views, s3_secret_sql
+from cdr_assets.storage.duckdb import connect_reader, ensure_views, load_httpfs, s3_secret_sql
 from cdr_assets.storage.parquet import PartitionWriter, read_partition
 from tests.assets.conftest import DAY, SECRETS, Pipeline, pipeline_config
 from tests.fixtures.s3 import S3Location, S3Server
@@ -37,15 +42,23 @@ KEY_ID = "AKIACDRASSETSLEAKTEST"
 SECRET = "cdr-assets-s3-secret-must-not-leak"
 PBXS = ("hq", "saigon")
 
+# How the reader must read S3 ("httpfs" or "fsspec"); unset: httpfs where this DuckDB loads it.
+READ_VIA_ENV = "CDR_ASSETS_TEST_S3_READ_VIA"
+
 # A reader process: opens the DuckDB file as the README says, answers one query per input line
-# ("rows" -> counts per view, pbx and day), and keeps the file open between queries.
+# ("rows" -> counts per view, pbx and day, and which way S3 was read), and keeps the file open
+# between queries.
 READER = """
 import json, sys
 from cdr_assets.storage.duckdb import connect_reader
 
 con = connect_reader(sys.argv[1])
+httpfs = con.execute(
+    "SELECT count(*) FROM duckdb_extensions() WHERE extension_name = 'httpfs' AND loaded"
+).fetchone()[0]
+via = "httpfs" if httpfs and "s3" not in con.list_filesystems() else "fsspec"
 for line in sys.stdin:
-    out = {}
+    out = {"via": via}
     for view in ("cdr", "recordings"):
         out[view] = {
             f"{pbx}/{day}": [n, ids]
@@ -111,7 +124,7 @@ class Reader:
             env=env,
         )
 
-    def query(self) -> dict[str, dict[str, list[int]]]:
+    def query(self) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write("rows\n")
         self.proc.stdin.flush()
@@ -126,11 +139,23 @@ class Reader:
             self.proc.communicate(timeout=30)
 
 
-def _expected(pipeline: Pipeline, days: list[date]) -> dict[str, dict[str, list[int]]]:
+def _read_via() -> str:
+    """How the reader process must read S3 on this run."""
+    want = os.environ.get(READ_VIA_ENV)
+    if want:
+        return want
+    con = duckdb.connect()
+    try:
+        return "httpfs" if load_httpfs(con) else "fsspec"
+    finally:
+        con.close()
+
+
+def _expected(pipeline: Pipeline, days: list[date]) -> dict[str, Any]:
     """What the views must show, read from the Parquet objects with the package's reader."""
     data_dir = pipeline.config.storage.data_dir
-    out: dict[str, dict[str, list[int]]] = {"cdr": {}, "recordings": {}}
-    for view in out:
+    out: dict[str, Any] = {"via": _read_via(), "cdr": {}, "recordings": {}}
+    for view in ("cdr", "recordings"):
         for pbx in PBXS:
             for day in days:
                 table = read_partition(data_dir, view, pbx, day, columns=["cdr_id"])

@@ -17,6 +17,7 @@ from cdr_assets.storage.duckdb import ensure_views
 from cdr_assets.storage.parquet import PartitionSchemaError, partition_path
 from cdr_assets.storage.rejects import RejectRow, read_rejects, write_rejects
 from tests.fixtures.s3 import S3Location
+from tests.storage.helpers import views_see_first_files
 
 DAY = date(2026, 3, 8)
 NOW = datetime(2026, 3, 9, 1, 2, 3, tzinfo=UTC)
@@ -112,6 +113,7 @@ def test_the_view_shows_the_files_call_date_whatever_the_path_says(tmp_path: Pat
     odd_path = Path(partition_path(data_dir, "cdr_rejects", "saigon", date(2026, 3, 9)))
     odd_path.parent.mkdir(parents=True)
     pq.write_table(odd, odd_path)
+    views_see_first_files(db, data_dir, TABLE_SCHEMAS)
     got = _query(db, "SELECT cdr_id, call_date FROM cdr_rejects ORDER BY cdr_id")
     assert got == [("known", DAY), ("odd", date(2026, 3, 7)), ("unknown", None)]
     assert _query(db, "SELECT cdr_id FROM cdr_rejects WHERE call_date IS NULL") == [("unknown",)]
