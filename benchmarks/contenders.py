@@ -11,8 +11,10 @@ contender lives in `dlt_contender.py` because it runs in its own virtualenv.
 - ``cdr_assets``: `ingest_cdr_day` (passes until complete -> normalize with quarantine -> `cdr`
   and `cdr_rejects` Parquet) + `ensure_views`, after an unmeasured check that the client hands
   the pages over unparsed (the fast path); `--inflight N` passes `max_inflight_requests`.
-- ``inproc_days``: `ingest_cdr_day` for each day of a range in this process, summed: what the
-  Dagster path does without Dagster.
+- ``inproc_days``: `ingest_cdr_day` for each day of a range in this process, summed: the
+  Dagster path's work without Dagster, one day at a time.
+- ``inproc_range``: one `ingest_cdr_days` over the range in this process: a range run's step
+  without Dagster.
 - ``dagster``: `dg launch` of `<pbx>/cdr` for one partition or a partition range, with a real
   DAGSTER_HOME and config in a temp dir; wall time of the command.
 - ``recordings``: `RecordingArchiver.archive_partition` over the given recording refs.
@@ -34,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -333,30 +336,84 @@ def days_of(args: argparse.Namespace) -> list[date]:
     return [first + timedelta(days=i) for i in range(args.days)]
 
 
-def run_inproc_days(args: argparse.Namespace) -> dict[str, Any]:
-    """`ingest_cdr_day` for each day, one after the other in this process; the sum of walls."""
-    from cdr_assets.ingest import ingest_cdr_day
+def _run_inproc(args: argparse.Namespace, *, one_range: bool) -> dict[str, Any]:
+    """The days of `args` in this process: `ingest_cdr_day` for each, one after the other, or
+    (`one_range`) one `ingest_cdr_days` over them all, as a range run's step calls it."""
+    from cdr_assets.ingest import ingest_cdr_day, ingest_cdr_days
 
     with tempfile.TemporaryDirectory(prefix="bench-inproc-") as tmp:
         client, pbx, storage = setup(args, Path(tmp))
         base_rss = rss_now_mb()
         cpu0 = usage()["cpu_s"]
-        rows = 0
+        now = datetime.now(UTC)
         with Profiler(args.profile):
             started = time.perf_counter()
-            for day in days_of(args):
-                rows += ingest_cdr_day(
-                    client, pbx, storage, day, ingested_at=datetime.now(UTC), run_id="benchmark"
-                ).rows
+            if one_range:
+                ingests = list(
+                    ingest_cdr_days(
+                        client, pbx, storage, days_of(args), ingested_at=now, run_id="benchmark"
+                    )
+                )
+            else:
+                ingests = [
+                    ingest_cdr_day(client, pbx, storage, day, ingested_at=now, run_id="benchmark")
+                    for day in days_of(args)
+                ]
             wall = time.perf_counter() - started
         client.close()
     return {
-        "records": rows,
+        "records": sum(i.rows for i in ingests),
         "wall_s": wall,
         "work_cpu_s": usage()["cpu_s"] - cpu0,
         "base_rss_mb": base_rss,
         "days": args.days,
     }
+
+
+def run_inproc_days(args: argparse.Namespace) -> dict[str, Any]:
+    """`ingest_cdr_day` for each day, one after the other in this process; the sum of walls."""
+    return _run_inproc(args, one_range=False)
+
+
+def run_inproc_range(args: argparse.Namespace) -> dict[str, Any]:
+    """One `ingest_cdr_days` over the days in this process: what a range run's step does."""
+    return _run_inproc(args, one_range=True)
+
+
+#: `--executor in_process`: run config for the asset job's default executor (multiprocess or in
+#: process): the run's one step in the run's own process, no step process to start.
+IN_PROCESS_RUN_CONFIG = '{"execution": {"config": {"in_process": {}}}}'
+
+
+def _instance_home(args: argparse.Namespace, home: Path, env: dict[str, str]) -> None:
+    """An existing instance, as a deployment has one: the repository's `dagster.yaml` (SQLite
+    under DAGSTER_HOME) or `docs/dagster.postgres.yaml` on a fresh database of the PostgreSQL
+    server named by DAGSTER_PG_* (`--instance postgres`), its storage created before timing."""
+    if args.instance == "postgres":
+        import psycopg2
+
+        name = f"bench_{uuid.uuid4().hex[:10]}"
+        con = psycopg2.connect(
+            host=env["DAGSTER_PG_HOST"],
+            port=env["DAGSTER_PG_PORT"],
+            user=env["DAGSTER_PG_USERNAME"],
+            password=env["DAGSTER_PG_PASSWORD"],
+            dbname="postgres",
+        )
+        con.autocommit = True
+        try:
+            with con.cursor() as cur:
+                cur.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            con.close()
+        env["DAGSTER_PG_DB"] = name
+        shutil.copyfile(ROOT / "docs" / "dagster.postgres.yaml", home / "dagster.yaml")
+    else:
+        shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
+    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
+    subprocess.run(
+        [dagster, "instance", "migrate"], env=env, capture_output=True, check=True, timeout=300
+    )
 
 
 def run_dagster(args: argparse.Namespace) -> dict[str, Any]:
@@ -371,7 +428,6 @@ def run_dagster(args: argparse.Namespace) -> dict[str, Any]:
         root = Path(tmp)
         home = root / "dagster_home"
         home.mkdir()
-        shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
         args.no_recordings = True
         config_path = root / "cdr_assets.yaml"
         config_path.write_text(yaml.safe_dump(config_dict(args, root), sort_keys=False))
@@ -385,12 +441,15 @@ def run_dagster(args: argparse.Namespace) -> dict[str, Any]:
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             "VIRTUAL_ENV": sys.prefix,
         }
+        _instance_home(args, home, env)
         where = (
             ["--partition", days[0].isoformat()]
             if len(days) == 1
             else ["--partition-range", f"{days[0].isoformat()}...{days[-1].isoformat()}"]
         )
         cmd = [dg, "launch", "--assets", f"{PBX_NAME}/cdr", *where]
+        if args.executor == "in_process":
+            cmd += ["--config-json", IN_PROCESS_RUN_CONFIG]
         cpu0 = usage()["cpu_s"]
         started = time.perf_counter()
         done = subprocess.run(
@@ -404,14 +463,38 @@ def run_dagster(args: argparse.Namespace) -> dict[str, Any]:
         for day in days:
             table = read_partition(str(root / "data"), "cdr", PBX_NAME, day)
             rows += 0 if table is None else table.num_rows
+        events = _run_events(env)
     return {
         "records": rows,
         "wall_s": wall,
         "work_cpu_s": usage()["cpu_s"] - cpu0,
         "base_rss_mb": rss_now_mb(),
         "days": len(days),
+        "events": events,
         "command": " ".join(cmd[1:]),
     }
+
+
+def _run_events(env: dict[str, str]) -> dict[str, int]:
+    """The events the instance of `env` stored for its one run (each a write), by type."""
+    import dagster as dg
+
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            (run,) = instance.get_runs()
+            counts: dict[str, int] = {}
+            for entry in instance.all_logs(run.run_id):
+                kind = entry.dagster_event_type.value if entry.dagster_event_type else "LOG"
+                counts[kind] = counts.get(kind, 0) + 1
+            return counts
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 # ---------------------------------------------------------------------- recordings
@@ -513,6 +596,7 @@ CONTENDERS = {
     "floor": run_floor,
     "cdr_assets": run_cdr_assets,
     "inproc_days": run_inproc_days,
+    "inproc_range": run_inproc_range,
     "dagster": run_dagster,
     "recordings": run_recordings,
     "plain_copy": run_plain_copy,
@@ -535,6 +619,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=0, help="plain_copy: threads")
     p.add_argument("--refs", default="", help="recordings: comma-separated CDR uuids")
     p.add_argument("--profile", default="", help="write a cProfile summary of the work here")
+    p.add_argument(
+        "--instance", choices=("sqlite", "postgres"), default="sqlite", help="dagster: storage"
+    )
+    p.add_argument(
+        "--executor", choices=("default", "in_process"), default="default", help="dagster: run's"
+    )
     args = p.parse_args(argv)
     result = CONTENDERS[args.name](args)
     result.update(usage())

@@ -12,6 +12,7 @@ test suite and installs nothing except dlt into `benchmarks/.venv-dlt`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -20,7 +21,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from importlib import metadata
@@ -367,30 +368,74 @@ def table_latency(bench: Bench) -> None:
         )
 
 
+#: The instances the Dagster path runs on: (label, contender options). The first is what a
+#: fresh checkout gets; the second what docs/deploy.md recommends for production.
+DAGSTER_SETUPS: dict[str, tuple[str, dict[str, str]]] = {
+    "sqlite": (
+        "SQLite instance, multiprocess executor (the repository's `dagster.yaml`, defaults)",
+        {"instance": "sqlite", "executor": "default"},
+    ),
+    "postgres": (
+        "PostgreSQL instance (`docs/dagster.postgres.yaml`), in-process executor",
+        {"instance": "postgres", "executor": "in_process"},
+    ),
+}
+
+
+@contextlib.contextmanager
+def postgres_for_dagster() -> Iterator[str]:
+    """A PostgreSQL server on loopback for the `postgres` setup (the test suite's fixture:
+    system binaries or the `pgserver` wheel's), its DAGSTER_PG_* variables in this process's
+    environment, which the contender processes inherit; yields a note on what it is."""
+    from tests.fixtures.postgres import find_bin_dir, running_postgres
+
+    with running_postgres(find_bin_dir()) as server:
+        env = {
+            "DAGSTER_PG_HOST": server.host,
+            "DAGSTER_PG_PORT": str(server.port),
+            "DAGSTER_PG_USERNAME": server.user,
+            "DAGSTER_PG_PASSWORD": server.password,
+        }
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            yield f"PostgreSQL {server.version()} on loopback ({server.bin_dir})"
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
 def table_dagster(bench: Bench) -> None:
-    """One partition and a range through `dg launch`, against `ingest_cdr_day` in process."""
+    """One partition and a range through `dg launch` on each instance setup, against
+    `ingest_cdr_day` (and one `ingest_cdr_days`) in process."""
     a = bench.args
     log(f"dagster: {a.dagster_days} days of {a.dagster_calls:,} Zorio calls")
-    cache = a.dagster_calls * a.dagster_days
+    # A range run asks for its days in windows of up to 28 days, one day at a time asks for
+    # each day: both shapes' pages are rendered before anything is measured.
+    cache = 2 * a.dagster_calls * a.dagster_days
+    cases = ((1, "one partition"), (a.dagster_days, f"{a.dagster_days}-day range"))
     with SimulatorProcess(a.dagster_calls, cache_records=cache) as sim:
-        run_child(
-            "warm-up (in-process range)", bench.me("inproc_days", sim, days=a.dagster_days), sim
-        )
-        for days, label in ((1, "one partition"), (a.dagster_days, f"{a.dagster_days}-day range")):
-            bench.run(
-                f"dag/{days}/dagster",
-                f"{label}: dg launch",
-                bench.me("dagster", sim, days=days),
-                sim,
-            )
+        for name in ("inproc_days", "inproc_range"):
+            run_child(f"warm-up ({name})", bench.me(name, sim, days=a.dagster_days), sim)
+        for days, label in cases:
             cmd = bench.me("inproc_days", sim, days=days)
             bench.run(f"dag/{days}/inproc", f"{label}: in-process sum", cmd, sim)
-        bench.profile(
-            f"dag/{a.dagster_days}/inproc",
-            "in-process range",
-            bench.me("inproc_days", sim, days=a.dagster_days),
-            sim,
-        )
+        cmd = bench.me("inproc_range", sim, days=a.dagster_days)
+        bench.run(f"dag/{a.dagster_days}/inrange", "range: in process, one call", cmd, sim)
+        for setup, (_, options) in DAGSTER_SETUPS.items():
+            try:
+                server = postgres_for_dagster() if setup == "postgres" else contextlib.nullcontext()
+                with server as note:
+                    if note:
+                        bench.notes.append(f"dagster/{setup}: {note}")
+                    for days, label in cases:
+                        cmd = bench.me("dagster", sim, days=days, **options)
+                        bench.run(f"dag/{setup}/{days}", f"{label}: dg launch ({setup})", cmd, sim)
+            except (RuntimeError, OSError) as exc:  # no PostgreSQL binaries, say
+                bench.notes.append(f"dagster/{setup} not run: {exc}")
 
 
 def recording_refs(calls: int, count: int) -> list[str]:
@@ -574,38 +619,44 @@ def render_dagster(bench: Bench) -> list[str]:
         "",
         "`dg launch --assets bench/cdr --partition D` (one partition) and `--partition-range "
         "A...B` (the asset's single-run backfill policy: one run for the range), from the "
-        "repository with a fresh DAGSTER_HOME (the repository's `dagster.yaml`) and config "
-        "in a temp dir, wall time of the command (process start, code loading, run, asset "
-        "checks, event log); against `ingest_cdr_day` for the same days called one after "
-        "the other in one process (imports excluded), summed. Loopback, pages pre-rendered.",
+        "repository with config in a temp dir and an existing instance (a fresh DAGSTER_HOME "
+        "whose storage `dagster instance migrate` made before the clock starts), wall time of "
+        "the command (process start, code loading, run, asset checks, event log); against "
+        "`ingest_cdr_day` for the same days called one after the other in one process "
+        "(imports excluded), summed. `ingest_cdr_days` in process is the range run's own call "
+        "(windows of up to 28 days) without Dagster. Loopback, pages pre-rendered for both "
+        "window shapes. Setups: "
+        + "; ".join(f"{key}: {label}" for key, (label, _) in DAGSTER_SETUPS.items())
+        + ".",
         "",
-        "| case | days | rows | Dagster wall s | in-process sum s | overhead | "
-        "Dagster peak RSS MB |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| setup | case | days | rows | Dagster wall s | in-process sum s | overhead | "
+        "`ingest_cdr_days` in process s | Dagster peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for days in (1, a.dagster_days):
-        dag, inproc = (
-            bench.results.get(f"dag/{days}/dagster"),
-            bench.results.get(f"dag/{days}/inproc"),
-        )
-        if dag is None or inproc is None:
-            continue
-        for key, r in ((f"dag/{days}/dagster", dag), (f"dag/{days}/inproc", inproc)):
-            _row_notes(bench, key, r)
-        label = "one partition" if days == 1 else f"{days}-day range"
-        overhead = _ratio(dag.wall, inproc.wall)
-        rows = dag.data.get("records") if dag.ok else None
-        if dag.ok and inproc.ok and dag.data["records"] != inproc.data["records"]:
-            bench.notes.append(
-                f"{label}: Dagster wrote {dag.data['records']:,} rows, "
-                f"in process {inproc.data['records']:,}"
+    for setup in DAGSTER_SETUPS:
+        for days in (1, a.dagster_days):
+            dag = bench.results.get(f"dag/{setup}/{days}")
+            inproc = bench.results.get(f"dag/{days}/inproc")
+            if dag is None or inproc is None:
+                continue
+            inrange = bench.results.get(f"dag/{days}/inrange")
+            for key, r in ((f"dag/{setup}/{days}", dag), (f"dag/{days}/inproc", inproc)):
+                _row_notes(bench, key, r)
+            label = "one partition" if days == 1 else f"{days}-day range"
+            overhead = _ratio(dag.wall, inproc.wall)
+            rows = dag.data.get("records") if dag.ok else None
+            if dag.ok and inproc.ok and dag.data["records"] != inproc.data["records"]:
+                bench.notes.append(
+                    f"{setup} {label}: Dagster wrote {dag.data['records']:,} rows, "
+                    f"in process {inproc.data['records']:,}"
+                )
+            out.append(
+                f"| {setup} | {label} | {days} | {_fmt(rows, 0)} | {_fmt(dag.wall, 2)} | "
+                f"{_fmt(inproc.wall, 2)} | "
+                f"{_fmt(None if overhead is None else 100 * (overhead - 1), 0, ' %')} | "
+                f"{_fmt(inrange.wall if inrange is not None else None, 2)} | "
+                f"{_fmt(dag.data.get('peak_rss_mb') if dag.ok else None, 0)} |"
             )
-        out.append(
-            f"| {label} | {days} | {_fmt(rows, 0)} | {_fmt(dag.wall, 2)} | "
-            f"{_fmt(inproc.wall, 2)} | "
-            f"{_fmt(None if overhead is None else 100 * (overhead - 1), 0, ' %')} | "
-            f"{_fmt(dag.data.get('peak_rss_mb') if dag.ok else None, 0)} |"
-        )
     return out
 
 
@@ -777,18 +828,19 @@ def targets(bench: Bench) -> list[Target]:
         )
     )
     days = a.dagster_days
-    over = _ratio(wall(f"dag/{days}/dagster"), wall(f"dag/{days}/inproc"))
-    found.append(
-        Target(
-            f"Dagster {days}-day backfill over the in-process sum",
-            None if over is None else 100 * (over - 1),
-            20,
-            False,
-            " %",
-            why_missing(f"dag/{days}/dagster", f"dag/{days}/inproc"),
-            f"dag/{days}/inproc",
+    for setup, (label, _) in DAGSTER_SETUPS.items():
+        over = _ratio(wall(f"dag/{setup}/{days}"), wall(f"dag/{days}/inproc"))
+        found.append(
+            Target(
+                f"Dagster {days}-day backfill over the in-process sum, {label}",
+                None if over is None else 100 * (over - 1),
+                20,
+                False,
+                " %",
+                why_missing(f"dag/{setup}/{days}", f"dag/{days}/inproc"),
+                f"dag/{setup}",
+            )
         )
-    )
     found.append(
         Target(
             "recordings: archiver throughput over the plain parallel copy",
@@ -814,24 +866,36 @@ def targets(bench: Bench) -> list[Target]:
     return found
 
 
-def dagster_split(bench: Bench) -> str:
-    """The Dagster overhead split into a fixed part (one partition's) and a per-day part."""
+def dagster_split(bench: Bench, setup: str) -> str:
+    """The Dagster overhead of `setup` split into a fixed part (one partition's) and a
+    per-day part."""
     res, days = bench.results, bench.args.dagster_days
-    walls = [
-        res.get(k).wall if res.get(k) else None
-        for k in ("dag/1/dagster", "dag/1/inproc", f"dag/{days}/dagster", f"dag/{days}/inproc")
-    ]
+    keys = (f"dag/{setup}/1", "dag/1/inproc", f"dag/{setup}/{days}", f"dag/{days}/inproc")
+    walls = [res.get(k).wall if res.get(k) else None for k in keys]
     if None in walls or days <= 1:
         return ""
     one_dag, one_in, range_dag, range_in = walls
     fixed = one_dag - one_in
     per_day = (range_dag - range_in - fixed) / (days - 1)
-    return (
+    text = (
         f"a fixed {fixed:.1f} s per launch (one partition: {one_dag:.1f} s through dg, "
-        f"{one_in:.1f} s in process: process start, code loading, instance, run start) "
+        f"{one_in:.1f} s in process: process start, code loading, run start) "
         f"and {per_day:.2f} s per further day ({days} days: {range_dag - range_in:.1f} s "
         "over the in-process sum)"
     )
+    one = res[f"dag/{setup}/1"].data.get("events") or {}
+    whole = res[f"dag/{setup}/{days}"].data.get("events") or {}
+    extra = {k: (n - one.get(k, 0)) / (days - 1) for k, n in whole.items() if n > one.get(k, 0)}
+    if extra:
+        added = sum(whole.values()) - sum(one.values())
+        per_event = (range_dag - range_in - fixed) / added
+        kinds = ", ".join(f"{n:.1f} {k}" for k, n in sorted(extra.items(), key=lambda x: -x[1]))
+        text += (
+            f"; the range run stored {sum(whole.values()):,} events ({sum(one.values())} for "
+            f"one partition), per further day {kinds}: {1000 * per_event:.0f} ms of overhead "
+            "per event"
+        )
+    return text
 
 
 def explain(bench: Bench, t: Target) -> str:
@@ -841,7 +905,7 @@ def explain(bench: Bench, t: Target) -> str:
     r = bench.results.get(t.profile)
     parts = []
     if t.profile.startswith("dag/"):
-        parts.append(dagster_split(bench))
+        parts.append(dagster_split(bench, t.profile.split("/")[1]))
     elif r is not None and r.ok:
         d = r.data
         share = d["work_cpu_s"] / d["wall_s"] if d["wall_s"] else 0
@@ -857,7 +921,7 @@ def explain(bench: Bench, t: Target) -> str:
         )
     if t.profile in bench.profiles:
         parts.append(f"profile below ({t.profile})")
-    elif t.profile:
+    elif t.profile and not t.profile.startswith("dag/"):
         parts.append("run with `--profile` for where the time goes")
     return "; ".join(parts)
 
