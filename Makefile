@@ -34,7 +34,7 @@ lint: $(VENV)/.installed
 ## bench: every table of benchmarks/README.md (~30 min on 2 cores; `$(PY) -m benchmarks.run --quick` skips the
 ## long rows) -> benchmarks/results/<date>.md + latest.md and README.md's performance block
 bench: $(VENV)/.installed
-	$(PY) -m benchmarks.run --readme
+	$(PY) -m benchmarks.run --readme --profile
 
 clean:
 	rm -rf data .dagster_home

@@ -328,7 +328,15 @@ def run_cdr_assets(args: argparse.Namespace) -> dict[str, Any]:
         "work_cpu_s": work_cpu,
         "views_s": wall - (fetched - started),
         "base_rss_mb": base_rss,
+        "arrow_peak_mb": _arrow_peak_mb(),
     }
+
+
+def _arrow_peak_mb() -> float:
+    """The most Arrow's default memory pool held at once in this process (batches, row groups)."""
+    import pyarrow as pa
+
+    return pa.default_memory_pool().max_memory() / 2**20
 
 
 def days_of(args: argparse.Namespace) -> list[date]:
