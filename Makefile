@@ -31,8 +31,9 @@ dev: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
-## bench: every table of benchmarks/README.md (~30 min on 2 cores; `$(PY) -m benchmarks.run --quick` skips the
-## long rows) -> benchmarks/results/<date>.md + latest.md and README.md's performance block
+## bench: every table of benchmarks/README.md and the profiles behind the targets (~40 min on
+## 2 cores; `$(PY) -m benchmarks.run --quick` skips the long rows)
+## -> benchmarks/results/<date>.md + latest.md and README.md's performance block
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks.run --readme --profile
 

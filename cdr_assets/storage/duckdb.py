@@ -197,12 +197,12 @@ def _typed_empty(schema: pa.Schema, json_cols: set[str], *, hive: bool) -> str:
     return f"SELECT {', '.join(parts)} WHERE false"
 
 
-def _scan_or_empty(glob: str, empty: str, options: str, *, files_exist: bool) -> str:
-    """Rows of the Parquet files matching `glob`, typed as `empty` (a typed zero-row SELECT)
-    even when there are none. With `allow_empty` (DuckDB 2.0) the view stays current as files
-    come and go; older engines fail to bind a scan that matches nothing, so there the view is
-    `empty` until the first file exists (`ensure_views` then rewrites it, once)."""
-    scan = f"read_parquet({_quote_str(glob)}"
+def _scan_or_empty(files: str, empty: str, options: str, *, files_exist: bool) -> str:
+    """Rows of the Parquet files matching the glob `files`, typed as `empty` (a typed zero-row
+    SELECT) even when there are none. With `allow_empty` (DuckDB 2.0) the view stays current as
+    files come and go; older engines fail to bind a scan that matches nothing, so there the view
+    is `empty` until the first file exists (`ensure_views` then rewrites it, once)."""
+    scan = f"read_parquet({_quote_str(files)}"
     if allow_empty_scans():
         return (
             f"SELECT COLUMNS(lambda c: c <> 'empty') FROM ({empty} "
