@@ -477,7 +477,7 @@ class YeastarApi(VendorApi):
         good = hmac.new(self._secret, payload, sha256).hexdigest()[:32]
         if not hmac.compare_digest(good, m[2]) or m[3] != self.cfg.recording_format:
             return self.error(60001, status=404)
-        if time.time() > expires:
+        if int(time.time()) > expires:  # valid through the whole second it names
             return self.error(-1, status=403, errmsg="DOWNLOAD LINK EXPIRED")
         d = date.fromordinal(ordinal)
         name = self.calls.generate(d, i).record.get("record_file", "")

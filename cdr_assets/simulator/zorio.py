@@ -290,7 +290,8 @@ class ZorioApi(VendorApi):
             return invalid
         expires = int(expires_raw)
         good = self.sign(int(rec_id), expires)
-        if not hmac.compare_digest(good, signature) or time.time() > expires:
+        # Laravel's ValidateSignature: valid through the whole second `expires` names
+        if not hmac.compare_digest(good, signature) or int(time.time()) > expires:
             return invalid
         found = self.recording(rec_id)
         if found is None:

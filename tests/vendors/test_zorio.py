@@ -374,12 +374,23 @@ def test_recorded_at_is_the_detail_s_recording_start_in_utc(
         assert stream.recorded_at is None  # nothing stated, nothing invented
 
 
+# Signed links in the expiry tests: the simulator's expiry is the whole second of minting plus
+# the TTL and a link is valid through that second, so it lives TTL to TTL + 1 seconds: long
+# enough to download on a loaded machine, short enough to wait out.
+LINK_TTL_S = 2
+
+
+def wait_out_links_minted_before(moment: float) -> None:
+    """Sleep until every link the server minted before `moment` (monotonic) has expired."""
+    time.sleep(max(0.0, moment + LINK_TTL_S + 1.1 - time.monotonic()))
+
+
 def test_expired_link_raises_link_expired(make_simulator) -> None:
-    sim = make_simulator(zorio={"link_ttl": 1})
+    sim = make_simulator(zorio={"link_ttl": LINK_TTL_S})
     client = zorio_client(sim)
     uuid = recorded_uuids(sim)[0]
     url = client.get_cdr(uuid)["recording"]["url"]
-    time.sleep(2.1)
+    wait_out_links_minted_before(time.monotonic())
     with pytest.raises(RecordingLinkExpired) as caught:
         client.open_recording_url(url, recording_ref=uuid)
     assert caught.value.http_status == 403
@@ -567,7 +578,7 @@ def test_resource_works_inside_dagster(simulator, monkeypatch) -> None:
 
 def test_secrets_never_reach_logs_or_errors(make_simulator, caplog) -> None:
     caplog.set_level(logging.DEBUG)
-    sim = make_simulator(calls_per_day=20, zorio={"link_ttl": 1})
+    sim = make_simulator(calls_per_day=20, zorio={"link_ttl": LINK_TTL_S})
     token = sim.config.zorio.api_token
     client = zorio_client(sim, per_page=9)
     raised: list[BaseException] = []
@@ -581,7 +592,7 @@ def test_secrets_never_reach_logs_or_errors(make_simulator, caplog) -> None:
     signatures.add(parse_qs(urlsplit(url).query)["signature"][0])
     redirect = client.recording_redirect_url(uuid)
     signatures.add(parse_qs(urlsplit(redirect).query)["signature"][0])
-    time.sleep(1.1)
+    wait_out_links_minted_before(time.monotonic())
     for action in (
         lambda: client.open_recording_url(url),
         lambda: zorio_client(sim, api_token="wrong-" + token).get_cdr(uuid),
