@@ -25,7 +25,9 @@ contender lives in `dlt_contender.py` because it runs in its own virtualenv.
 from __future__ import annotations
 
 import argparse
+import collections
 import concurrent.futures
+import contextlib
 import json
 import logging
 import os
@@ -37,6 +39,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -487,16 +490,23 @@ def _run_events(env: dict[str, str]) -> dict[str, int]:
     """The events the instance of `env` stored for its one run (each a write), by type."""
     import dagster as dg
 
+    with environment(env), dg.DagsterInstance.get() as instance:
+        (run,) = instance.get_runs()
+        return dict(
+            collections.Counter(
+                entry.dagster_event_type.value if entry.dagster_event_type else "LOG"
+                for entry in instance.all_logs(run.run_id)
+            )
+        )
+
+
+@contextlib.contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """This process's environment with `env` set, restored afterwards."""
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        with dg.DagsterInstance.get() as instance:
-            (run,) = instance.get_runs()
-            counts: dict[str, int] = {}
-            for entry in instance.all_logs(run.run_id):
-                kind = entry.dagster_event_type.value if entry.dagster_event_type else "LOG"
-                counts[kind] = counts.get(kind, 0) + 1
-            return counts
+        yield
     finally:
         for key, value in saved.items():
             if value is None:

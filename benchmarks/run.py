@@ -28,6 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks.contenders import environment
 from benchmarks.dltenv import ensure_dlt_venv
 from benchmarks.serve import DEFAULT_ENVELOPE, bench_config
 
@@ -235,7 +236,7 @@ class Bench:
         tables); the top functions go into the report."""
         if not self.args.profile:
             return
-        path = RESULTS / "profiles" / f"{key}.txt"
+        path = Path(self.args.out_dir) / "profiles" / f"{key}.txt"
         result = run_child(f"{name} under cProfile", [*cmd, "--profile", str(path)], sim)
         if result.ok and path.exists():
             self.profiles[key] = profile_summary(path.read_text())
@@ -387,25 +388,14 @@ def postgres_for_dagster() -> Iterator[str]:
     """A PostgreSQL server on loopback for the `postgres` setup (the test suite's fixture:
     system binaries or the `pgserver` wheel's), its DAGSTER_PG_* variables in this process's
     environment, which the contender processes inherit; yields a note on what it is."""
-    from tests.fixtures.postgres import find_bin_dir, running_postgres
+    from tests.fixtures.postgres import PostgresDatabase, find_bin_dir, running_postgres
 
-    with running_postgres(find_bin_dir()) as server:
-        env = {
-            "DAGSTER_PG_HOST": server.host,
-            "DAGSTER_PG_PORT": str(server.port),
-            "DAGSTER_PG_USERNAME": server.user,
-            "DAGSTER_PG_PASSWORD": server.password,
-        }
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            yield f"PostgreSQL {server.version()} on loopback ({server.bin_dir})"
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    # each contender makes a database of its own and names it in DAGSTER_PG_DB
+    with (
+        running_postgres(find_bin_dir()) as server,
+        environment(PostgresDatabase(server, "postgres").env),
+    ):
+        yield f"PostgreSQL {server.version()} on loopback ({server.bin_dir})"
 
 
 def table_dagster(bench: Bench) -> None:
