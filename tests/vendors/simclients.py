@@ -12,6 +12,17 @@ from cdr_assets.vendors import YeastarResource, ZorioResource
 #: A closed PBX-local day well in the past (the simulator serves any day deterministically).
 DAY = date(2026, 6, 15)
 
+#: Signed-link lifetime for the expiry tests. The simulator's expiry is the whole second of
+#: minting plus the TTL and a link is valid through that second, so it lives TTL to TTL + 1 s:
+#: long enough to download on a loaded machine, short enough to wait out.
+LINK_TTL_S = 2
+
+
+def wait_out_links_minted_before(moment: float) -> None:
+    """Sleep until every link the server minted before `moment` (monotonic) has expired."""
+    time.sleep(max(0.0, moment + LINK_TTL_S + 1.1 - time.monotonic()))
+
+
 #: Settings that keep a test quick when the simulator injects faults.
 FAST_RETRIES: dict[str, Any] = dict(backoff_factor=0.01, max_retries=3, timeout_s=10)
 

@@ -38,10 +38,12 @@ from cdr_assets.vendors.yeastar import (
 from tests.vendors.loopback import WAV_BODY, free_port, http_host, raw_server
 from tests.vendors.simclients import (
     DAY,
+    LINK_TTL_S,
     collect,
     of_days,
     record_start,
     settled_count,
+    wait_out_links_minted_before,
     yeastar_client,
 )
 
@@ -730,11 +732,6 @@ def test_resource_works_inside_dagster(simulator, monkeypatch) -> None:
 # --------------------------------------------------------------------------- secret hygiene
 
 
-# The simulator's link expiry is the whole second of minting plus the TTL, valid through that
-# second: a link lives TTL to TTL + 1 seconds.
-LINK_TTL_S = 2
-
-
 def test_secrets_never_reach_logs_or_errors(make_simulator, caplog, quick_repeats) -> None:
     caplog.set_level(logging.DEBUG)
     sim = make_simulator(calls_per_day=30, yeastar={"link_ttl": LINK_TTL_S})
@@ -758,7 +755,7 @@ def test_secrets_never_reach_logs_or_errors(make_simulator, caplog, quick_repeat
     minted_by = time.monotonic()  # the server minted it before this
     capability = link.path.rsplit("-", 1)[-1].split(".")[0]
     download(client, ref)
-    time.sleep(max(0.0, minted_by + LINK_TTL_S + 1.1 - time.monotonic()))
+    wait_out_links_minted_before(minted_by)
     with pytest.raises(RecordingLinkExpired) as caught:
         client.open_recording_link(link)
     raised.append(caught.value)

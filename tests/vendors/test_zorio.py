@@ -28,7 +28,14 @@ from cdr_assets.vendors import PbxClient, ZorioResource
 from cdr_assets.vendors.resource import BAD_BODY_REPEATS
 from cdr_assets.vendors.zorio import split_date_span, zorio_date_span
 from tests.vendors.loopback import WAV_BODY, HttpHost, Seen, http_host
-from tests.vendors.simclients import DAY, collect, settled_count, zorio_client
+from tests.vendors.simclients import (
+    DAY,
+    LINK_TTL_S,
+    collect,
+    settled_count,
+    wait_out_links_minted_before,
+    zorio_client,
+)
 
 
 def uuids(records: list[dict]) -> list[str]:
@@ -372,17 +379,6 @@ def test_recorded_at_is_the_detail_s_recording_start_in_utc(
     bare = make_simulator(zorio={"detail_recording": "absent"})  # the link comes from the 302
     with zorio_client(bare).open_recording(recorded_uuids(bare)[0]) as stream:
         assert stream.recorded_at is None  # nothing stated, nothing invented
-
-
-# Signed links in the expiry tests: the simulator's expiry is the whole second of minting plus
-# the TTL and a link is valid through that second, so it lives TTL to TTL + 1 seconds: long
-# enough to download on a loaded machine, short enough to wait out.
-LINK_TTL_S = 2
-
-
-def wait_out_links_minted_before(moment: float) -> None:
-    """Sleep until every link the server minted before `moment` (monotonic) has expired."""
-    time.sleep(max(0.0, moment + LINK_TTL_S + 1.1 - time.monotonic()))
 
 
 def test_expired_link_raises_link_expired(make_simulator) -> None:
