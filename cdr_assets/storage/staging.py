@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import random
 import re
 import socket
 import tempfile
@@ -28,7 +29,7 @@ STAGING_DIR = ".staging"
 STALE_TEMP_AGE_S = 6 * 3600  # older than any plausible write; a writer streams into its file
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:63] or "host"
 _HAS_PROC = os.path.exists("/proc/self/stat")
-_CREATE_ATTEMPTS = 100  # each retry means another writer just pruned
+_CREATE_DEADLINE_S = 30.0  # each retry means another writer just pruned; only a livelock lasts
 
 
 def staging_dir(root: str, *parts: str) -> str:
@@ -47,13 +48,22 @@ def create_temp(directory: str, suffix: str) -> str:
     Retried when a concurrent `prune_empty_dirs` removes the directory between its creation and
     the file's, or while `os.makedirs` finds it made by another writer and then checks that it
     is a directory (FileExistsError); once the file exists the directory is not empty and stays.
+    Writers that keep colliding back off by a random few milliseconds, which breaks the lockstep
+    of a CPU-starved machine (a fixed number of immediate retries did not, in CI).
     """
-    for _ in range(_CREATE_ATTEMPTS):
+    deadline = time.monotonic() + _CREATE_DEADLINE_S
+    attempt = 0
+    while time.monotonic() < deadline:
+        attempt += 1
         path = os.path.join(directory, f"{uuid.uuid4().hex}.{os.getpid()}.{_HOST}{suffix}")
         try:
             os.makedirs(directory, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except (FileNotFoundError, FileExistsError):  # the directory was just pruned
+            if os.path.lexists(directory) and not os.path.isdir(directory):
+                raise NotADirectoryError(f"{directory} exists and is not a directory") from None
+            if attempt > 3:
+                time.sleep(random.uniform(0, 0.001 * min(attempt, 20)))
             continue
         os.close(fd)
         return path

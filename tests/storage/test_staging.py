@@ -129,3 +129,13 @@ def test_writers_of_one_directory_create_while_others_prune(tmp_path: Path) -> N
         writer.join()
     assert errors == []
     assert not top.exists()
+
+
+def test_a_file_where_the_directory_should_be_is_named_at_once(tmp_path: Path) -> None:
+    """Only a pruned directory is retried: a file in its place is an error that names it."""
+    blocker = tmp_path / "2026"
+    blocker.write_bytes(b"")
+    started = time.monotonic()
+    with pytest.raises(NotADirectoryError, match="2026 exists and is not a directory"):
+        create_temp(str(blocker), ".part")
+    assert time.monotonic() - started < 5
