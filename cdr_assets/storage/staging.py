@@ -20,6 +20,7 @@ import os
 import random
 import re
 import socket
+import stat
 import tempfile
 import time
 import uuid
@@ -60,14 +61,24 @@ def create_temp(directory: str, suffix: str) -> str:
             os.makedirs(directory, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except (FileNotFoundError, FileExistsError):  # the directory was just pruned
-            if os.path.lexists(directory) and not os.path.isdir(directory):
-                raise NotADirectoryError(f"{directory} exists and is not a directory") from None
+            _raise_unless_directory_or_gone(directory)
             if attempt > 3:
                 time.sleep(random.uniform(0, 0.001 * min(attempt, 20)))
             continue
         os.close(fd)
         return path
     raise OSError(f"could not create a temporary file in {directory} (it keeps disappearing)")
+
+
+def _raise_unless_directory_or_gone(directory: str) -> None:
+    """A file in the directory's place is not a race to retry: name it. One `stat`, since a
+    pruned directory may vanish between two looks."""
+    try:
+        mode = os.stat(directory).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(mode):
+        raise NotADirectoryError(f"{directory} exists and is not a directory")
 
 
 def remove_leftovers(
@@ -124,7 +135,7 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by another user
         return True
     try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        proc_stat = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return not _HAS_PROC  # without /proc, os.kill's answer is all there is
-    return stat.rsplit(b")", 1)[-1].split()[0] not in (b"Z", b"X")
+    return proc_stat.rsplit(b")", 1)[-1].split()[0] not in (b"Z", b"X")

@@ -230,6 +230,9 @@ def test_a_429_burst_lowers_the_requests_in_flight_and_waits_out_retry_after(
     for page in throttled_pages:
         sim.faults.fail_next(LIST_PATH[vendor], 429, retry_after="1", query={"page": page})
     sim.stats.reset()
+    # page 1, then the first `inflight` pages after it held together at the server, so they are
+    # all in flight at once however slowly a loaded machine starts the client's threads
+    sim.faults.delay_next(LIST_PATH[vendor], 0.3, times=inflight + 1)
     pages = as_pass(window.fetch_pass())
     totals = window.last_pass
     assert (pages, (totals.first_total, totals.last_total, totals.stable, totals.records)) == (
