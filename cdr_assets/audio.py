@@ -197,5 +197,3 @@ def inspect_audio(fh: BinaryIO, size: int) -> tuple[str, float | None]:
     if kind == "mp3":
         return kind, _inspect_mp3(fh, size)
     raise RecordingCorrupt("content is neither WAV nor MP3 (unrecognised header)")
-
-

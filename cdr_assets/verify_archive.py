@@ -46,8 +46,11 @@ def main(argv: list[str] | None = None, prog: str = "cdr_assets verify-archive")
     configured = [pbx.name for pbx in config.pbxs]
     unknown = sorted(set(args.pbx or []) - set(configured))
     if unknown:
-        print(f"no PBX {', '.join(map(repr, unknown))} in the config (known: "
-              f"{', '.join(configured)})", file=sys.stderr)
+        print(
+            f"no PBX {', '.join(map(repr, unknown))} in the config (known: "
+            f"{', '.join(configured)})",
+            file=sys.stderr,
+        )
         return 2
     if args.sample is not None and args.sample < 1:
         print("--sample must be at least 1", file=sys.stderr)
@@ -68,8 +71,10 @@ def main(argv: list[str] | None = None, prog: str = "cdr_assets verify-archive")
         f"{len(audit.problems) or 'no'} problem{'' if len(audit.problems) == 1 else 's'}"
     )
     for problem in audit.problems:
-        print(f"  {problem.pbx} {problem.call_date} {problem.cdr_id}: {problem.problem} "
-              f"({problem.uri})")
+        print(
+            f"  {problem.pbx} {problem.call_date} {problem.cdr_id}: {problem.problem} "
+            f"({problem.uri})"
+        )
     return 1 if audit.problems else 0
 
 

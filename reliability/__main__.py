@@ -59,11 +59,16 @@ def prepare(pbx: PbxSpec, scratch: Path, label: str, **simulator: Any) -> Start:
                 clean.write_config()
             launch = workspace.launch(pbx, day)
             if launch.returncode != 0:
-                raise SystemExit(f"the clean run of {pbx.name} {day} failed:\n"
-                                 f"{launch.output[-3000:]}")
+                raise SystemExit(
+                    f"the clean run of {pbx.name} {day} failed:\n{launch.output[-3000:]}"
+                )
         recordings = simulator.get("recording_ratio", 1.0) > 0
-        return Start(earlier.data_dir, earlier.earlier_fingerprint(pbx),
-                     Reference.of(clean, pbx, recordings=recordings), dict(simulator))
+        return Start(
+            earlier.data_dir,
+            earlier.earlier_fingerprint(pbx),
+            Reference.of(clean, pbx, recordings=recordings),
+            dict(simulator),
+        )
     finally:
         sim.stop()
 
@@ -104,8 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             name, job = item
             rows = job()
             for row in rows:
-                print(f"[reliability] {'pass' if row.passed else 'FAIL'} {row.fault} "
-                      f"({row.seconds:.0f} s) {'; '.join(row.problems)}", flush=True)
+                print(
+                    f"[reliability] {'pass' if row.passed else 'FAIL'} {row.fault} "
+                    f"({row.seconds:.0f} s) {'; '.join(row.problems)}",
+                    flush=True,
+                )
             return rows
 
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
@@ -121,34 +129,43 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report)
     failed = [row for row in rows if not row.passed]
-    print(f"[reliability] {len(rows) - len(failed)}/{len(rows)} rows pass in {elapsed:.0f} s",
-          flush=True)
+    print(
+        f"[reliability] {len(rows) - len(failed)}/{len(rows)} rows pass in {elapsed:.0f} s",
+        flush=True,
+    )
     return 1 if failed else 0
 
 
 def render(rows: list[Row], elapsed: float, only: str | None) -> str:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
-                            capture_output=True, text=True).stdout.strip() or "unknown"
-    return "\n".join([
-        "# Fault matrix",
-        "",
-        f"Each fault through `dg launch` (or `dg dev`'s daemon) with its own DAGSTER_HOME and the "
-        f"repository's `dagster.yaml`, against the simulator, for partition {RUN_DAY}, starting "
-        f"from {EARLIER_DAY} already stored. \"warehouse = clean run\": the day's rows equal a "
-        "clean run's (the simulator's current records, each once) and every recording is "
-        "archived with the clean run's bytes. Requests: every request the simulator answered "
-        "during the case.",
-        "",
-        markdown_table(rows),
-        "",
-        f"{sum(r.passed for r in rows)}/{len(rows)} rows pass; whole matrix {elapsed:.0f} s"
-        + (f" (only {only!r})" if only else "") + ".",
-        "",
-        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; commit {commit}",
-        f"- python {platform.python_version()}, {platform.platform()}",
-        "- command: `make reliability` (`python -m reliability`)",
-        "",
-    ])
+    commit = (
+        subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        or "unknown"
+    )
+    return "\n".join(
+        [
+            "# Fault matrix",
+            "",
+            "Each fault through `dg launch` (or `dg dev`'s daemon) with its own DAGSTER_HOME and "
+            f"the repository's `dagster.yaml`, against the simulator, for partition {RUN_DAY}, "
+            f'starting from {EARLIER_DAY} already stored. "warehouse = clean run": the day\'s rows '
+            "equal a clean run's (the simulator's current records, each once) and every recording "
+            "is archived with the clean run's bytes. Requests: every request the simulator "
+            "answered during the case.",
+            "",
+            markdown_table(rows),
+            "",
+            f"{sum(r.passed for r in rows)}/{len(rows)} rows pass; whole matrix {elapsed:.0f} s"
+            + (f" (only {only!r})" if only else "")
+            + ".",
+            "",
+            f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; commit {commit}",
+            f"- python {platform.python_version()}, {platform.platform()}",
+            "- command: `make reliability` (`python -m reliability`)",
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -75,21 +75,25 @@ class FaultCase:
 def _fail(prefix: str, status: int, times: int = 1, **kwargs: Any) -> Arm:
     def arm(sim: Simulator, _: Reference) -> None:
         sim.faults.fail_next(prefix, status, times=times, **kwargs)
+
     return arm
 
 
 def _transport(kind: str, prefix: str, times: int = 1, **kwargs: Any) -> Arm:
     def arm(sim: Simulator, _: Reference) -> None:
         getattr(sim.faults, f"{kind}_next")(prefix, times=times, **kwargs)
+
     return arm
 
 
 def _retry_after_date(seconds: int) -> Arm:
     """An HTTP-date a few seconds ahead, computed when the fault is armed."""
+
     def arm(sim: Simulator, _: Reference) -> None:
         sim.faults.fail_next(
             ZORIO_LIST, 429, retry_after=formatdate(time.time() + seconds, usegmt=True)
         )
+
     return arm
 
 
@@ -100,6 +104,7 @@ def no_fault(sim: Simulator, _: Reference) -> None:
 def _drift(action: str, where: str) -> Arm:
     def arm(sim: Simulator, _: Reference) -> None:
         sim.faults.drift("zorio", RUN_DAY, at_page=2, action=action, where=where)
+
     return arm
 
 
@@ -124,77 +129,148 @@ def _truncate_recording(sim: Simulator, _: Reference) -> None:
 
 
 HTML = b"<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>"
-ZORIO_422 = json.dumps({
-    "message": "The to field must be a date after or equal to from.",
-    "errors": {"to": ["The to field must be a date after or equal to from."]},
-}).encode()
+ZORIO_422 = json.dumps(
+    {
+        "message": "The to field must be a date after or equal to from.",
+        "errors": {"to": ["The to field must be a date after or equal to from."]},
+    }
+).encode()
 
 CASES: list[FaultCase] = [
     FaultCase("429, Retry-After: 2 (seconds)", ZORIO, _fail(ZORIO_LIST, 429, retry_after="2")),
     FaultCase("429, Retry-After: HTTP-date 2 s ahead", ZORIO, _retry_after_date(2)),
     FaultCase("429, Retry-After: 0", ZORIO, _fail(ZORIO_LIST, 429, retry_after="0")),
     FaultCase("429, no Retry-After", ZORIO, _fail(ZORIO_LIST, 429)),
-    FaultCase("429, Retry-After: 3600 (longer than the 60 s cap), persistent", ZORIO,
-              _fail(ZORIO_LIST, 429, PERSISTENT, retry_after="3600"), NAMED_ERROR,
-              endpoint=ZORIO_LIST, permanent=True, says=r"(?i)retry.*after"),
+    FaultCase(
+        "429, Retry-After: 3600 (longer than the 60 s cap), persistent",
+        ZORIO,
+        _fail(ZORIO_LIST, 429, PERSISTENT, retry_after="3600"),
+        NAMED_ERROR,
+        endpoint=ZORIO_LIST,
+        permanent=True,
+        says=r"(?i)retry.*after",
+    ),
     FaultCase("500 once", ZORIO, _fail(ZORIO_LIST, 500)),
     FaultCase("502 once", ZORIO, _fail(ZORIO_LIST, 502, body=HTML, content_type="text/html")),
     FaultCase("503 once", YEASTAR, _fail(YEASTAR_SEARCH, 503)),
     FaultCase("504 once", YEASTAR, _fail(YEASTAR_SEARCH, 504)),
-    FaultCase("connection reset mid-body (Zorio)", ZORIO,
-              _transport("reset", ZORIO_LIST, after_bytes=200)),
-    FaultCase("connection reset mid-body (Yeastar)", YEASTAR,
-              _transport("reset", YEASTAR_SEARCH, after_bytes=200)),
-    FaultCase("response slower than timeout_s (5 s > 3 s)", ZORIO,
-              _transport("delay", ZORIO_LIST, seconds=5.0)),
+    FaultCase(
+        "connection reset mid-body (Zorio)", ZORIO, _transport("reset", ZORIO_LIST, after_bytes=200)
+    ),
+    FaultCase(
+        "connection reset mid-body (Yeastar)",
+        YEASTAR,
+        _transport("reset", YEASTAR_SEARCH, after_bytes=200),
+    ),
+    FaultCase(
+        "response slower than timeout_s (5 s > 3 s)",
+        ZORIO,
+        _transport("delay", ZORIO_LIST, seconds=5.0),
+    ),
     FaultCase("truncated JSON once", ZORIO, _transport("truncate_body", ZORIO_LIST)),
-    FaultCase("truncated JSON, persistent", ZORIO,
-              _transport("truncate_body", ZORIO_LIST, times=PERSISTENT), NAMED_ERROR,
-              endpoint=ZORIO_LIST, permanent=True),
-    FaultCase("HTML page with 200, persistent", ZORIO,
-              _fail(ZORIO_LIST, 200, PERSISTENT, body=HTML, content_type="text/html"),
-              NAMED_ERROR, endpoint=ZORIO_LIST, permanent=True),
-    FaultCase("Yeastar 10004 TOKEN EXPIRED once", YEASTAR,
-              _fail(YEASTAR_SEARCH, 200, body=yeastar_error(10004, "TOKEN EXPIRED"))),
-    FaultCase("Yeastar 10004 TOKEN EXPIRED, persistent", YEASTAR,
-              _fail(YEASTAR_SEARCH, 200, PERSISTENT,
-                    body=yeastar_error(10004, "TOKEN EXPIRED")),
-              NAMED_ERROR, endpoint="cdr/search", permanent=True, max_token_requests=2),
-    FaultCase("Yeastar 40002 PARAMETER ERROR", YEASTAR,
-              _fail(YEASTAR_SEARCH, 200, PERSISTENT,
-                    body=yeastar_error(40002, "PARAMETER ERROR")),
-              NAMED_ERROR, endpoint="cdr/search", permanent=True),
-    FaultCase("Yeastar 60002 on get_token (8 tokens held)", YEASTAR,
-              _fail(YEASTAR_TOKEN, 200, body=yeastar_error(60002, "MAX LIMITATION EXCEEDED")),
-              NAMED_ERROR, endpoint="get_token", permanent=True, max_token_requests=1,
-              launches=2),
-    FaultCase("Yeastar 70004 ACCOUNT IP BLOCKED", YEASTAR,
-              _fail(YEASTAR_TOKEN, 200, PERSISTENT,
-                    body=yeastar_error(70004, "ACCOUNT IP BLOCKED")),
-              NAMED_ERROR, endpoint="get_token", permanent=True, max_token_requests=1,
-              launches=2),
-    FaultCase("Zorio 401 once", ZORIO, _fail(ZORIO_LIST, 401,
-                                             body=b'{"message":"Unauthenticated."}')),
-    FaultCase("Zorio 401, persistent (wrong token), two runs", ZORIO, no_fault, NAMED_ERROR,
-              endpoint=ZORIO_LIST, env={"REL_ZORIO_TOKEN": "not-the-token"}, launches=2,
-              permanent=True),
-    FaultCase("Zorio 422", ZORIO, _fail(ZORIO_LIST, 422, PERSISTENT, body=ZORIO_422),
-              NAMED_ERROR, endpoint=ZORIO_LIST, permanent=True),
-    FaultCase("Laravel envelope (all paginator keys, `\\/` escapes)", ZORIO, no_fault,
-              simulator={"zorio": {"envelope": "laravel"}}),
-    FaultCase("record inserted ahead of the cursor while paging", ZORIO,
-              _drift("insert", "ahead")),
-    FaultCase("record deleted ahead of the cursor while paging", ZORIO,
-              _drift("delete", "ahead")),
+    FaultCase(
+        "truncated JSON, persistent",
+        ZORIO,
+        _transport("truncate_body", ZORIO_LIST, times=PERSISTENT),
+        NAMED_ERROR,
+        endpoint=ZORIO_LIST,
+        permanent=True,
+    ),
+    FaultCase(
+        "HTML page with 200, persistent",
+        ZORIO,
+        _fail(ZORIO_LIST, 200, PERSISTENT, body=HTML, content_type="text/html"),
+        NAMED_ERROR,
+        endpoint=ZORIO_LIST,
+        permanent=True,
+    ),
+    FaultCase(
+        "Yeastar 10004 TOKEN EXPIRED once",
+        YEASTAR,
+        _fail(YEASTAR_SEARCH, 200, body=yeastar_error(10004, "TOKEN EXPIRED")),
+    ),
+    FaultCase(
+        "Yeastar 10004 TOKEN EXPIRED, persistent",
+        YEASTAR,
+        _fail(YEASTAR_SEARCH, 200, PERSISTENT, body=yeastar_error(10004, "TOKEN EXPIRED")),
+        NAMED_ERROR,
+        endpoint="cdr/search",
+        permanent=True,
+        max_token_requests=2,
+    ),
+    FaultCase(
+        "Yeastar 40002 PARAMETER ERROR",
+        YEASTAR,
+        _fail(YEASTAR_SEARCH, 200, PERSISTENT, body=yeastar_error(40002, "PARAMETER ERROR")),
+        NAMED_ERROR,
+        endpoint="cdr/search",
+        permanent=True,
+    ),
+    FaultCase(
+        "Yeastar 60002 on get_token (8 tokens held)",
+        YEASTAR,
+        _fail(YEASTAR_TOKEN, 200, body=yeastar_error(60002, "MAX LIMITATION EXCEEDED")),
+        NAMED_ERROR,
+        endpoint="get_token",
+        permanent=True,
+        max_token_requests=1,
+        launches=2,
+    ),
+    FaultCase(
+        "Yeastar 70004 ACCOUNT IP BLOCKED",
+        YEASTAR,
+        _fail(YEASTAR_TOKEN, 200, PERSISTENT, body=yeastar_error(70004, "ACCOUNT IP BLOCKED")),
+        NAMED_ERROR,
+        endpoint="get_token",
+        permanent=True,
+        max_token_requests=1,
+        launches=2,
+    ),
+    FaultCase(
+        "Zorio 401 once", ZORIO, _fail(ZORIO_LIST, 401, body=b'{"message":"Unauthenticated."}')
+    ),
+    FaultCase(
+        "Zorio 401, persistent (wrong token), two runs",
+        ZORIO,
+        no_fault,
+        NAMED_ERROR,
+        endpoint=ZORIO_LIST,
+        env={"REL_ZORIO_TOKEN": "not-the-token"},
+        launches=2,
+        permanent=True,
+    ),
+    FaultCase(
+        "Zorio 422",
+        ZORIO,
+        _fail(ZORIO_LIST, 422, PERSISTENT, body=ZORIO_422),
+        NAMED_ERROR,
+        endpoint=ZORIO_LIST,
+        permanent=True,
+    ),
+    FaultCase(
+        "Laravel envelope (all paginator keys, `\\/` escapes)",
+        ZORIO,
+        no_fault,
+        simulator={"zorio": {"envelope": "laravel"}},
+    ),
+    FaultCase("record inserted ahead of the cursor while paging", ZORIO, _drift("insert", "ahead")),
+    FaultCase("record deleted ahead of the cursor while paging", ZORIO, _drift("delete", "ahead")),
     FaultCase("one record on two pages", ZORIO, _repeat),
-    FaultCase("wrong-typed record (duration 'forty-two')", ZORIO, _wrong_typed,
-              expect="quarantined"),
+    FaultCase(
+        "wrong-typed record (duration 'forty-two')", ZORIO, _wrong_typed, expect="quarantined"
+    ),
     FaultCase("listed recording that 404s", ZORIO, _recording_404, expect="recorded missing"),
     FaultCase("truncated recording once", YEASTAR, _truncate_recording),
-    FaultCase("rejected signature (403 Invalid signature.) once", ZORIO,
-              _fail("/api/public/recordings", 403, body=b'{"message":"Invalid signature."}')),
-    FaultCase("expired download link (403 DOWNLOAD LINK EXPIRED) once", YEASTAR,
-              _fail("/api/download", 403, body=yeastar_error(-1, "DOWNLOAD LINK EXPIRED"))),
+    FaultCase(
+        "rejected signature (403 Invalid signature.) once",
+        ZORIO,
+        _fail("/api/public/recordings", 403, body=b'{"message":"Invalid signature."}'),
+    ),
+    FaultCase(
+        "expired download link (403 DOWNLOAD LINK EXPIRED) once",
+        YEASTAR,
+        _fail("/api/download", 403, body=yeastar_error(-1, "DOWNLOAD LINK EXPIRED")),
+    ),
 ]
 
 
@@ -232,8 +308,9 @@ def run_case(case: FaultCase, start: Start, scratch: Path) -> Row:
             for secret in (*SECRET_VALUES, *case.env.values()):
                 if secret in launch.output:
                     row.problems.append("a secret reached the output")
-        if case.permanent and (row.step_retries or max(lc.seconds for lc in launches)
-                               > FAIL_FAST_S):
+        if case.permanent and (
+            row.step_retries or max(lc.seconds for lc in launches) > FAIL_FAST_S
+        ):
             row.problems.append("a permanent answer was retried or took over a minute")
         if case.max_token_requests is not None:
             tokens = sim.stats.count("get_token")
@@ -302,17 +379,21 @@ def judge_quarantine(
     pbx = next(iter(workspace.pbxs))
     found = workspace.rejected_ids(pbx)
     row.outcome = "quarantined"
-    row.detail = (f"{len(found)} record in cdr_rejects, the other CDRs stored; blocking check "
-                  f"{'no_rejected_records failed' if 'no_rejected_records' in message else '?'}"
-                  ", recordings held back")
+    row.detail = (
+        f"{len(found)} record in cdr_rejects, the other CDRs stored; blocking check "
+        f"{'no_rejected_records failed' if 'no_rejected_records' in message else '?'}"
+        ", recordings held back"
+    )
     if found != armed.rejected:
         row.problems.append(f"cdr_rejects holds {found}, expected {armed.rejected}")
     if "no_rejected_records" not in message:
         row.problems.append(f"the run did not fail on the blocking check: {message[:200]}")
-    problems = compare_with_clean(workspace, pbx, sim, start.reference,
-                                  rejected=armed.rejected, recordings=False)
-    row.warehouse = "yes (less the rejected record)" if not problems else "no: " + "; ".join(
-        problems)
+    problems = compare_with_clean(
+        workspace, pbx, sim, start.reference, rejected=armed.rejected, recordings=False
+    )
+    row.warehouse = (
+        "yes (less the rejected record)" if not problems else "no: " + "; ".join(problems)
+    )
     row.problems.extend(problems)
 
 

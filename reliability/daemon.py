@@ -88,35 +88,54 @@ def _reader(duckdb_path: str, stop: Any, results: Any) -> None:
 def run_daemon_session(scratch: Path) -> list[Row]:
     root = Path(tempfile.mkdtemp(prefix="daemon-", dir=scratch))
     good, bad = started_simulator(simulator_config()), started_simulator(simulator_config())
-    branch = PbxSpec("branch", "yeastar", {
-        "base_url": bad.base_url,
-        "client_secret": {"env": "REL_BRANCH_SECRET"},
-        "schedule_rerun_days": 1,
-    })
+    branch = PbxSpec(
+        "branch",
+        "yeastar",
+        {
+            "base_url": bad.base_url,
+            "client_secret": {"env": "REL_BRANCH_SECRET"},
+            "schedule_rerun_days": 1,
+        },
+    )
     try:
-        workspace = Workspace(root, (YEASTAR, ZORIO, HANOI, branch), good.base_url,
-                              {"REL_BRANCH_SECRET": "not-the-secret"})
+        workspace = Workspace(
+            root,
+            (YEASTAR, ZORIO, HANOI, branch),
+            good.base_url,
+            {"REL_BRANCH_SECRET": "not-the-secret"},
+        )
         workspace.write_config()
-        secret_row = Row(f"wrong Yeastar secret over {WRONG_SECRET_RUNS} runs and a schedule "
-                         "tick")
+        secret_row = Row(f"wrong Yeastar secret over {WRONG_SECRET_RUNS} runs and a schedule tick")
         began = time.monotonic()
         cli = [workspace.launch(branch) for _ in range(WRONG_SECRET_RUNS)]
         cli_tokens = bad.stats.count("get_token")
         tick = next_tick(datetime.now(UTC), TICK_LEAD_S)
-        workspace.pbxs = (YEASTAR, ZORIO, HANOI, PbxSpec(
-            branch.name, branch.vendor,
-            {**branch.settings, **schedule_settings(tick, branch.timezone)}))
+        workspace.pbxs = (
+            YEASTAR,
+            ZORIO,
+            HANOI,
+            PbxSpec(
+                branch.name,
+                branch.vendor,
+                {**branch.settings, **schedule_settings(tick, branch.timezone)},
+            ),
+        )
         workspace.write_config()
         # the views exist before the reader opens the file (the runs then never write it)
         data_dir = workspace.data_dir
         ensure_views(str(data_dir / "cdr.duckdb"), str(data_dir), TABLE_SCHEMAS)
         with running_dagster_dev(
             [str(Path(sys.executable).parent / "dg"), "dev"],
-            cwd=REPO_ROOT, env=workspace.env(), log_path=root / "dg_dev.log",
+            cwd=REPO_ROOT,
+            env=workspace.env(),
+            log_path=root / "dg_dev.log",
         ) as dev:
             location = dev.code_location()
-            selector = {"repositoryName": "__repository__", "repositoryLocationName": location,
-                        "scheduleName": f"{branch.name}_daily"}
+            selector = {
+                "repositoryName": "__repository__",
+                "repositoryLocationName": location,
+                "scheduleName": f"{branch.name}_daily",
+            }
             started = dev.gql(START_SCHEDULE, {"selector": selector})["startSchedule"]
             if started["__typename"] != "ScheduleStateResult":
                 raise RuntimeError(f"could not start the schedule: {started}")
@@ -131,8 +150,10 @@ def run_daemon_session(scratch: Path) -> list[Row]:
 
 
 def _concurrent_backfills(dev: DagsterDev, workspace: Workspace, sim: Any) -> Row:
-    row = Row("4 concurrent runs via the daemon's run queue over 3 PBXs, DuckDB held "
-              "read-only by a reader")
+    row = Row(
+        "4 concurrent runs via the daemon's run queue over 3 PBXs, DuckDB held "
+        "read-only by a reader"
+    )
     began = time.monotonic()
     sim.stats.reset()
     sim.faults.throttle_bytes_per_s = AUDIO_BYTES_PER_S
@@ -144,22 +165,37 @@ def _concurrent_backfills(dev: DagsterDev, workspace: Workspace, sim: Any) -> Ro
     reader.start()
     backfill_ids = []
     for pbx, first, last in BACKFILLS:
-        launched = dev.gql(LAUNCH_BACKFILL, {"params": {
-            "partitionsByAssets": [
-                {"assetKey": {"path": [pbx.name, asset]},
-                 "partitions": {"range": {"start": first.isoformat(), "end": last.isoformat()}}}
-                for asset in ("cdr", "recordings")
-            ],
-            "title": f"reliability: {pbx.name} {first}...{last}",
-        }})["launchPartitionBackfill"]
+        launched = dev.gql(
+            LAUNCH_BACKFILL,
+            {
+                "params": {
+                    "partitionsByAssets": [
+                        {
+                            "assetKey": {"path": [pbx.name, asset]},
+                            "partitions": {
+                                "range": {"start": first.isoformat(), "end": last.isoformat()}
+                            },
+                        }
+                        for asset in ("cdr", "recordings")
+                    ],
+                    "title": f"reliability: {pbx.name} {first}...{last}",
+                }
+            },
+        )["launchPartitionBackfill"]
         if launched["__typename"] != "LaunchBackfillSuccess":
             raise RuntimeError(f"backfill not launched: {launched}")
         backfill_ids.append(launched["backfillId"])
     backfills = [
-        poll(lambda b=backfill_id: dev.gql(BACKFILL, {"id": b})["partitionBackfillOrError"],
-             lambda b: b["status"] in TERMINAL_BACKFILL_STATUSES
-             and all(r["status"] in TERMINAL_RUN_STATUSES for r in b["runs"]),
-             timeout_s=400, what=f"backfill {backfill_id}", interval_s=2)
+        poll(
+            lambda b=backfill_id: dev.gql(BACKFILL, {"id": b})["partitionBackfillOrError"],
+            lambda b: (
+                b["status"] in TERMINAL_BACKFILL_STATUSES
+                and all(r["status"] in TERMINAL_RUN_STATUSES for r in b["runs"])
+            ),
+            timeout_s=400,
+            what=f"backfill {backfill_id}",
+            interval_s=2,
+        )
         for backfill_id in backfill_ids
     ]
     stop.set()
@@ -178,8 +214,10 @@ def _concurrent_backfills(dev: DagsterDev, workspace: Workspace, sim: Any) -> Ro
     stored_problems = _stored_as_served(workspace, sim)
     row.problems += stored_problems
     row.outcome = HEALED if not row.problems else "failed"
-    row.detail = (f"{len(runs)} runs, up to {overlap} at once; reader: {queries} queries, "
-                  f"{lock_errors} lock errors, {reader_duplicates} duplicates seen")
+    row.detail = (
+        f"{len(runs)} runs, up to {overlap} at once; reader: {queries} queries, "
+        f"{lock_errors} lock errors, {reader_duplicates} duplicates seen"
+    )
     if lock_errors:
         row.problems.append(f"the reader got {lock_errors} errors: {last_error}")
     if reader_duplicates:
@@ -195,8 +233,12 @@ def _stored_as_served(workspace: Workspace, sim: Any) -> list[str]:
     """Each backfilled day holds exactly the simulator's calls, each once."""
     problems = []
     for pbx in {spec.name: spec for spec, *_ in BACKFILLS}.values():
-        days = [first + timedelta(days=k) for spec, first, last in BACKFILLS if spec == pbx
-                for k in range((last - first).days + 1)]
+        days = [
+            first + timedelta(days=k)
+            for spec, first, last in BACKFILLS
+            if spec == pbx
+            for k in range((last - first).days + 1)
+        ]
         for day in days:
             table = workspace.day_rows(pbx, day)
             ids = [] if table is None else table.column("cdr_id").to_pylist()
@@ -211,8 +253,11 @@ def _stored_as_served(workspace: Workspace, sim: Any) -> list[str]:
 def _max_overlap(workspace: Workspace, run_ids: set[str]) -> int:
     """The most runs that were STARTED at the same instant."""
     with workspace.instance() as instance:
-        spans = [(r.start_time, r.end_time) for r in instance.get_run_records()
-                 if r.dagster_run.run_id in run_ids and r.start_time and r.end_time]
+        spans = [
+            (r.start_time, r.end_time)
+            for r in instance.get_run_records()
+            if r.dagster_run.run_id in run_ids and r.start_time and r.end_time
+        ]
     edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
     best = now = 0
     for _, step in edges:
@@ -224,31 +269,44 @@ def _max_overlap(workspace: Workspace, run_ids: set[str]) -> int:
 def _tick_runs(dev: DagsterDev, selector: dict[str, str], tick: datetime) -> list[dict]:
     """The runs of the schedule's first finished tick, once they are finished."""
     ticks = poll(
-        lambda: [t for t in dev.gql(SCHEDULE, {"selector": selector})["scheduleOrError"]
-                 ["scheduleState"]["ticks"] if t["status"] != "STARTED"],
+        lambda: [
+            t
+            for t in dev.gql(SCHEDULE, {"selector": selector})["scheduleOrError"]["scheduleState"][
+                "ticks"
+            ]
+            if t["status"] != "STARTED"
+        ],
         bool,
         timeout_s=max(0.0, (tick - datetime.now(UTC)).total_seconds()) + 150,
         what=f"the tick of {selector['scheduleName']} due at {tick}",
         interval_s=2,
     )
     run_ids = ticks[-1]["runIds"]
-    runs = poll(lambda: dev.runs(run_ids),
-                lambda rs: len(rs) == len(run_ids)
-                and all(r["status"] in TERMINAL_RUN_STATUSES for r in rs),
-                timeout_s=240, what="the tick's runs", interval_s=2)
+    runs = poll(
+        lambda: dev.runs(run_ids),
+        lambda rs: (
+            len(rs) == len(run_ids) and all(r["status"] in TERMINAL_RUN_STATUSES for r in rs)
+        ),
+        timeout_s=240,
+        what="the tick's runs",
+        interval_s=2,
+    )
     return [{**r, "failures": dev.failure_messages(r["runId"])} for r in runs]
 
 
-def _judge_wrong_secret(row: Row, workspace: Workspace, cli: list, cli_tokens: int,
-                        tick_runs: list[dict], stats: Any) -> None:
+def _judge_wrong_secret(
+    row: Row, workspace: Workspace, cli: list, cli_tokens: int, tick_runs: list[dict], stats: Any
+) -> None:
     tokens = stats.count("get_token")
     row.requests = len(stats.requests)
     row.outcome = NAMED_ERROR
     failures = [f for r in tick_runs for f in r["failures"]]
     report = workspace.run_report()
-    row.detail = (f"{tokens} get_token in all ({cli_tokens} by the {len(cli)} CLI runs, "
-                  f"{tokens - cli_tokens} by the tick's {len(tick_runs)} runs); "
-                  + (short_message(failures[0], "branch") if failures else "no tick failure"))
+    row.detail = (
+        f"{tokens} get_token in all ({cli_tokens} by the {len(cli)} CLI runs, "
+        f"{tokens - cli_tokens} by the tick's {len(tick_runs)} runs); "
+        + (short_message(failures[0], "branch") if failures else "no tick failure")
+    )
     row.step_retries = report.step_retries
     row.warehouse = "— (day not written)"
     row.earlier_intact = "yes"

@@ -77,9 +77,11 @@ def kill_during_parquet_write(start: Start, scratch: Path) -> Row:
         if not reached:
             row.problems.append("the run never reached its Parquet write")
         stored, temp = workspace.day_rows(pbx), workspace.temp_files()
-        row.detail = (f"killed {killed_after:.1f} s in, while writing; after the kill: "
-                      f"{'no' if stored is None else stored.num_rows} rows of {RUN_DAY} and "
-                      f"{len(temp)} temp files where readers look")
+        row.detail = (
+            f"killed {killed_after:.1f} s in, while writing; after the kill: "
+            f"{'no' if stored is None else stored.num_rows} rows of {RUN_DAY} and "
+            f"{len(temp)} temp files where readers look"
+        )
         if stored is not None:
             row.problems.append("a partial day was visible after the kill")
         if temp:
@@ -108,8 +110,9 @@ def kill_during_recordings(start: Start, scratch: Path) -> Row:
         sim.faults.throttle_bytes_per_s = max(1, int(total_bytes / (4 * 30)))  # 4 at once, 30 s
         began = time.monotonic()
         process = workspace.start_launch(pbx)
-        reached = _wait_for(lambda: _checkpointed(workspace, pbx) > 0,
-                            lambda: process.poll() is None)
+        reached = _wait_for(
+            lambda: _checkpointed(workspace, pbx) > 0, lambda: process.poll() is None
+        )
         kill_group(process)
         killed_after = time.monotonic() - began
         checkpointed = _checkpointed(workspace, pbx)
@@ -118,8 +121,10 @@ def kill_during_recordings(start: Start, scratch: Path) -> Row:
         total = len(start.reference.manifest)
         run_again(row, workspace, pbx, sim, start, killed_after)
         downloads = sim.stats.count(ZORIO_AUDIO)
-        row.detail = (f"killed {killed_after:.1f} s in with {checkpointed}/{total} recordings "
-                      f"checkpointed; the next run downloaded {downloads}")
+        row.detail = (
+            f"killed {killed_after:.1f} s in with {checkpointed}/{total} recordings "
+            f"checkpointed; the next run downloaded {downloads}"
+        )
         if downloads != total - checkpointed:
             row.problems.append(f"downloaded {downloads}, expected {total - checkpointed}")
         manifest = workspace.manifest(pbx)
@@ -130,8 +135,9 @@ def kill_during_recordings(start: Start, scratch: Path) -> Row:
     return row
 
 
-def run_again(row: Row, workspace: Workspace, pbx: PbxSpec, sim: Simulator, start: Start,
-              killed_after: float) -> None:
+def run_again(
+    row: Row, workspace: Workspace, pbx: PbxSpec, sim: Simulator, start: Start, killed_after: float
+) -> None:
     """The same command again, with no fault and no manual step, judged like a clean run."""
     sim.faults.clear()
     sim.stats.reset()
@@ -140,8 +146,16 @@ def run_again(row: Row, workspace: Workspace, pbx: PbxSpec, sim: Simulator, star
     row.seconds = killed_after + again.seconds
     report = workspace.run_report()
     row.step_retries = report.step_retries
-    judge_launch(row, FaultCase("", pbx, no_fault), workspace, sim, start, Armed(),
-                 again.returncode, report.failures)
+    judge_launch(
+        row,
+        FaultCase("", pbx, no_fault),
+        workspace,
+        sim,
+        start,
+        Armed(),
+        again.returncode,
+        report.failures,
+    )
     row.outcome = f"{row.outcome} on the next run"
 
 

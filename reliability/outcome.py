@@ -83,8 +83,11 @@ def compare_with_clean(
     if extra := set(stored) - expected:
         problems.append(f"not served now {sorted(extra)[:3]} ({len(extra)})")
     rows = comparable_rows(table)
-    changed = [cdr_id for cdr_id, row in rows.items()
-               if cdr_id in reference.rows and row != reference.rows[cdr_id]]
+    changed = [
+        cdr_id
+        for cdr_id, row in rows.items()
+        if cdr_id in reference.rows and row != reference.rows[cdr_id]
+    ]
     if changed:
         problems.append(f"{len(changed)} rows differ from the clean run, e.g. {changed[0]}")
     manifest = workspace.manifest(pbx)
@@ -141,14 +144,25 @@ class Row:
         ]
 
 
-HEADER = ["fault", "outcome", "requests", "step retries", "seconds",
-          "warehouse = clean run", "earlier data intact", "verdict"]
+HEADER = [
+    "fault",
+    "outcome",
+    "requests",
+    "step retries",
+    "seconds",
+    "warehouse = clean run",
+    "earlier data intact",
+    "verdict",
+]
 
 
 def markdown_table(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |",
-             "|" + "|".join(["---", "---", "---:", "---:", "---:", "---", "---", "---"]) + "|"]
+    lines = [
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "|".join(["---", "---", "---:", "---:", "---:", "---", "---", "---"]) + "|",
+    ]
     for row in rows:
-        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ")
-                                        for c in row.cells()) + " |")
+        lines.append(
+            "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in row.cells()) + " |"
+        )
     return "\n".join(lines)

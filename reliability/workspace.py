@@ -91,8 +91,11 @@ def pbx_block(pbx: PbxSpec, base_url: str) -> dict[str, Any]:
             "page_size": PAGE_SIZE,
         }
     else:
-        block |= {"api_token": {"env": "REL_ZORIO_TOKEN"}, "per_page": PAGE_SIZE,
-                  "query_timezone": "UTC"}
+        block |= {
+            "api_token": {"env": "REL_ZORIO_TOKEN"},
+            "per_page": PAGE_SIZE,
+            "query_timezone": "UTC",
+        }
     return block | dict(pbx.settings)
 
 

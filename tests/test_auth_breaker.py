@@ -134,7 +134,9 @@ def test_the_cdr_assets_command_shows_the_breaker_too(refused) -> None:
     command = str(Path(sys.executable).parent / "cdr_assets")
     result = subprocess.run(
         [command, "auth-breaker", "show", "--pbx", "hq", "--config", str(config)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "hq: open" in result.stdout

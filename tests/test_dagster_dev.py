@@ -217,8 +217,9 @@ def _finished_tick(ui: UiSetup, name: str) -> dict[str, Any]:
 def _finished_runs(ui: UiSetup, run_ids: list[str], *, what: str) -> list[dict[str, Any]]:
     return poll(
         lambda: ui.dev.runs(run_ids),
-        lambda runs: len(runs) == len(run_ids)
-        and all(r["status"] in TERMINAL_RUN_STATUSES for r in runs),
+        lambda runs: (
+            len(runs) == len(run_ids) and all(r["status"] in TERMINAL_RUN_STATUSES for r in runs)
+        ),
         timeout_s=240,
         what=what,
         interval_s=2,
@@ -279,9 +280,13 @@ def _backfill_materializations(
     ui: UiSetup, key: list[str], days: list[date], run_ids: set[str]
 ) -> dict[str, list[dict[str, Any]]]:
     """partition -> metadata of each materialization the backfill's runs made of `key`."""
-    found = ui.dev.gql(MATERIALIZATIONS, {
-        "key": {"path": key}, "partitions": [d.isoformat() for d in days],
-    })["assetOrError"]
+    found = ui.dev.gql(
+        MATERIALIZATIONS,
+        {
+            "key": {"path": key},
+            "partitions": [d.isoformat() for d in days],
+        },
+    )["assetOrError"]
     assert found["__typename"] == "Asset", found
     by_day: dict[str, list[dict[str, Any]]] = {}
     for event in found["assetMaterializations"]:
@@ -294,9 +299,9 @@ def _backfill_check_results(
     ui: UiSetup, key: list[str], check: str, run_ids: set[str]
 ) -> dict[str, list[str]]:
     """partition -> statuses of the check's executions in the backfill's runs."""
-    executions = ui.dev.gql(
-        CHECK_EXECUTIONS, {"key": {"path": key}, "name": check, "limit": 200}
-    )["assetCheckExecutions"]
+    executions = ui.dev.gql(CHECK_EXECUTIONS, {"key": {"path": key}, "name": check, "limit": 200})[
+        "assetCheckExecutions"
+    ]
     by_day: dict[str, list[str]] = {}
     for execution in executions:
         if execution["runId"] in run_ids:
@@ -313,24 +318,33 @@ def test_backfill_of_two_pbxs_over_graphql(ui: UiSetup) -> None:
         ]
         for pbx in ui.config.pbxs
     }
-    launched = ui.dev.gql(LAUNCH_BACKFILL, {"params": {
-        "partitionsByAssets": [
-            {
-                "assetKey": {"path": [pbx, asset]},
-                "partitions": {"range": {"start": d[0].isoformat(), "end": d[-1].isoformat()}},
+    launched = ui.dev.gql(
+        LAUNCH_BACKFILL,
+        {
+            "params": {
+                "partitionsByAssets": [
+                    {
+                        "assetKey": {"path": [pbx, asset]},
+                        "partitions": {
+                            "range": {"start": d[0].isoformat(), "end": d[-1].isoformat()}
+                        },
+                    }
+                    for pbx, d in days.items()
+                    for asset in ("cdr", "recordings")
+                ],
+                "title": "test_dagster_dev: 14 days of both PBXs",
             }
-            for pbx, d in days.items()
-            for asset in ("cdr", "recordings")
-        ],
-        "title": "test_dagster_dev: 14 days of both PBXs",
-    }})["launchPartitionBackfill"]
+        },
+    )["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
 
     backfill = poll(
         lambda: ui.dev.gql(BACKFILL, {"id": launched["backfillId"]})["partitionBackfillOrError"],
-        lambda b: b["__typename"] != "PartitionBackfill"
-        or b["status"] in TERMINAL_BACKFILL_STATUSES
-        or any(r["status"] in ("FAILURE", "CANCELED") for r in b["runs"]),
+        lambda b: (
+            b["__typename"] != "PartitionBackfill"
+            or b["status"] in TERMINAL_BACKFILL_STATUSES
+            or any(r["status"] in ("FAILURE", "CANCELED") for r in b["runs"])
+        ),
         timeout_s=300,
         what=f"backfill {launched['backfillId']}",
         interval_s=2,
@@ -341,8 +355,11 @@ def test_backfill_of_two_pbxs_over_graphql(ui: UiSetup) -> None:
     assert backfill["status"] == "COMPLETED_SUCCESS", backfill
     # a single-run backfill policy: one run per PBX covering its whole range
     ranges = sorted(
-        (_tags(r)["dagster/asset_partition_range_start"],
-         _tags(r)["dagster/asset_partition_range_end"]) for r in runs
+        (
+            _tags(r)["dagster/asset_partition_range_start"],
+            _tags(r)["dagster/asset_partition_range_end"],
+        )
+        for r in runs
     )
     assert ranges == sorted((d[0].isoformat(), d[-1].isoformat()) for d in days.values())
     run_ids = {r["runId"] for r in runs}
@@ -403,13 +420,16 @@ def test_tick_time_helpers() -> None:
     # 16:00 UTC is 00:00 in Singapore (the day that closed is 1 December there) and 11:00 in
     # New York; a tick at 23:59 local leaves the freshness deadline inside the day.
     assert schedule_settings(datetime(2026, 12, 1, 16, 0, tzinfo=UTC), YEASTAR_ZONE) == {
-        "schedule_lag_minutes": 0, "freshness_grace_minutes": 120,
+        "schedule_lag_minutes": 0,
+        "freshness_grace_minutes": 120,
     }
     assert schedule_settings(datetime(2026, 12, 1, 16, 0, tzinfo=UTC), ZORIO_ZONE) == {
-        "schedule_lag_minutes": 660, "freshness_grace_minutes": 120,
+        "schedule_lag_minutes": 660,
+        "freshness_grace_minutes": 120,
     }
     assert schedule_settings(datetime(2026, 12, 1, 15, 59, tzinfo=UTC), YEASTAR_ZONE) == {
-        "schedule_lag_minutes": 1439, "freshness_grace_minutes": 0,
+        "schedule_lag_minutes": 1439,
+        "freshness_grace_minutes": 0,
     }
     assert last_closed_day(YEASTAR_ZONE, datetime(2026, 12, 1, 16, 0, tzinfo=UTC)) == date(
         2026, 12, 1

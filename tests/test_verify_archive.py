@@ -17,11 +17,21 @@ DAY = date(2026, 6, 27)
 
 def _config(tmp_path: Path) -> Path:
     config = {
-        "storage": {"data_dir": str(tmp_path), "recordings_dir": str(tmp_path / "recordings"),
-                    "duckdb_path": str(tmp_path / "cdr.duckdb")},
-        "pbxs": [{"name": "saigon", "vendor": "zorio", "base_url": "http://127.0.0.1:9",
-                  "timezone": "Asia/Ho_Chi_Minh", "start_date": "2026-06-01",
-                  "api_token": {"env": "UNUSED_TOKEN"}}],
+        "storage": {
+            "data_dir": str(tmp_path),
+            "recordings_dir": str(tmp_path / "recordings"),
+            "duckdb_path": str(tmp_path / "cdr.duckdb"),
+        },
+        "pbxs": [
+            {
+                "name": "saigon",
+                "vendor": "zorio",
+                "base_url": "http://127.0.0.1:9",
+                "timezone": "Asia/Ho_Chi_Minh",
+                "start_date": "2026-06-01",
+                "api_token": {"env": "UNUSED_TOKEN"},
+            }
+        ],
     }
     path = tmp_path / "cdr_assets.yaml"
     path.write_text(yaml.safe_dump(config))

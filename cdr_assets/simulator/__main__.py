@@ -104,107 +104,226 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m cdr_assets.simulator",
         description="Loopback simulator of the Yeastar P-Series and Zorio PBX APIs. Every "
-                    "server-style switch is off by default (today's behaviour).",
+        "server-style switch is off by default (today's behaviour).",
         formatter_class=_HelpFormatter,
         epilog=EPILOG,
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (any of 127/8 works)")
     p.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
     p.add_argument("--seed", type=int, default=c.seed, help="seed of the synthetic calls")
-    p.add_argument("--calls-per-day", type=int, default=c.calls_per_day,
-                   help="calls per PBX-local day, per vendor")
-    p.add_argument("--recording-ratio", type=float, default=c.recording_ratio,
-                   help="fraction of answered calls with a recording")
-    p.add_argument("--page-cache-mb", type=int, default=c.page_cache_mb,
-                   help="memory bound of the rendered-page LRU (0: off)")
-    p.add_argument("--fleet", metavar="FILE", default=None,
-                   help="also serve the PBXs of this fleet file (YAML: `defaults`, `pbxs` of flat "
-                        "blocks), each at /pbx/<name> with its own seed, zone, credentials and "
-                        "format; e.g. examples/fleet/simulator.yaml. The other flags configure "
-                        "the root PBXs only")
+    p.add_argument(
+        "--calls-per-day",
+        type=int,
+        default=c.calls_per_day,
+        help="calls per PBX-local day, per vendor",
+    )
+    p.add_argument(
+        "--recording-ratio",
+        type=float,
+        default=c.recording_ratio,
+        help="fraction of answered calls with a recording",
+    )
+    p.add_argument(
+        "--page-cache-mb",
+        type=int,
+        default=c.page_cache_mb,
+        help="memory bound of the rendered-page LRU (0: off)",
+    )
+    p.add_argument(
+        "--fleet",
+        metavar="FILE",
+        default=None,
+        help="also serve the PBXs of this fleet file (YAML: `defaults`, `pbxs` of flat "
+        "blocks), each at /pbx/<name> with its own seed, zone, credentials and "
+        "format; e.g. examples/fleet/simulator.yaml. The other flags configure "
+        "the root PBXs only",
+    )
 
     s = p.add_argument_group("server styles (both vendors)")
-    s.add_argument("--pretty", action="store_true",
-                   help="JSON bodies pretty-printed as PHP's JSON_PRETTY_PRINT (4 spaces)")
-    s.add_argument("--extra-keys", action="store_true",
-                   help="undocumented keys in list envelopes (Zorio meta, Yeastar request_id) "
-                        "and in every record (scalar, null, nested object, array of objects)")
-    s.add_argument("--json-content-type", default=c.json_content_type,
-                   help="Content-Type of every JSON reply, e.g. 'application/json; "
-                        "charset=utf-8'")
-    s.add_argument("--audio-content-type", choices=AUDIO_CONTENT_TYPES,
-                   default=c.audio_content_type,
-                   help="audio replies: audio/wav|audio/mpeg, application/octet-stream, or no "
-                        "Content-Type at all")
+    s.add_argument(
+        "--pretty",
+        action="store_true",
+        help="JSON bodies pretty-printed as PHP's JSON_PRETTY_PRINT (4 spaces)",
+    )
+    s.add_argument(
+        "--extra-keys",
+        action="store_true",
+        help="undocumented keys in list envelopes (Zorio meta, Yeastar request_id) "
+        "and in every record (scalar, null, nested object, array of objects)",
+    )
+    s.add_argument(
+        "--json-content-type",
+        default=c.json_content_type,
+        help="Content-Type of every JSON reply, e.g. 'application/json; charset=utf-8'",
+    )
+    s.add_argument(
+        "--audio-content-type",
+        choices=AUDIO_CONTENT_TYPES,
+        default=c.audio_content_type,
+        help="audio replies: audio/wav|audio/mpeg, application/octet-stream, or no "
+        "Content-Type at all",
+    )
 
     n = p.add_argument_group("network (a remote PBX)")
-    n.add_argument("--latency-ms", type=float, default=c.latency_ms,
-                   help="every request waits this long before its answer (requests overlap)")
-    n.add_argument("--latency-jitter-ms", type=float, default=c.latency_jitter_ms,
-                   help="plus a uniform random 0..this (seeded by --seed)")
-    n.add_argument("--bandwidth-bytes-per-s", type=int, default=c.bandwidth_bytes_per_s,
-                   help="cap on each response body's speed (0: unlimited)")
+    n.add_argument(
+        "--latency-ms",
+        type=float,
+        default=c.latency_ms,
+        help="every request waits this long before its answer (requests overlap)",
+    )
+    n.add_argument(
+        "--latency-jitter-ms",
+        type=float,
+        default=c.latency_jitter_ms,
+        help="plus a uniform random 0..this (seeded by --seed)",
+    )
+    n.add_argument(
+        "--bandwidth-bytes-per-s",
+        type=int,
+        default=c.bandwidth_bytes_per_s,
+        help="cap on each response body's speed (0: unlimited)",
+    )
 
     g = p.add_argument_group("Yeastar P-Series")
     g.add_argument("--yeastar-timezone", default=y.timezone, help="PBX zone (IANA)")
-    g.add_argument("--yeastar-date-format", choices=YEASTAR_DATE_FORMATS, default=y.date_format,
-                   help="display format cdr/search parses and CDR times show")
-    g.add_argument("--yeastar-clock", type=int, choices=(12, 24), default=y.clock,
-                   help="12 adds AM/PM")
+    g.add_argument(
+        "--yeastar-date-format",
+        choices=YEASTAR_DATE_FORMATS,
+        default=y.date_format,
+        help="display format cdr/search parses and CDR times show",
+    )
+    g.add_argument(
+        "--yeastar-clock", type=int, choices=(12, 24), default=y.clock, help="12 adds AM/PM"
+    )
     g.add_argument("--yeastar-client-id", default=y.client_id, help="get_token username")
     g.add_argument("--yeastar-client-secret", default=y.client_secret, help="get_token password")
-    g.add_argument("--yeastar-max-tokens", type=int, default=y.max_tokens,
-                   help="live access tokens per app")
-    g.add_argument("--yeastar-max-auth-failures", type=int, default=y.max_auth_failures,
-                   help="consecutive failed logins before the IP is blocked")
-    g.add_argument("--yeastar-list-days", type=int, default=y.list_days,
-                   help="PBX-local days cdr/list and recording/list cover")
-    g.add_argument("--access-token-ttl", "--yeastar-access-token-ttl", dest="access_token_ttl",
-                   type=int, default=y.access_token_ttl, help="access token lifetime (s)")
-    g.add_argument("--refresh-token-ttl", "--yeastar-refresh-token-ttl",
-                   dest="refresh_token_ttl", type=int, default=y.refresh_token_ttl,
-                   help="refresh token lifetime (s)")
-    g.add_argument("--recording-format", "--yeastar-recording-format", dest="recording_format",
-                   choices=RECORDING_FORMATS, default=y.recording_format,
-                   help="Yeastar download format (Zorio always serves wav)")
-    g.add_argument("--yeastar-order", choices=YEASTAR_ORDERS, default=y.order,
-                   help="cdr/search and cdr/list: oldest (asc) or newest (desc) first")
-    g.add_argument("--yeastar-reported-date-format", choices=YEASTAR_DATE_FORMATS,
-                   default=y.reported_date_format,
-                   help="system/information reports this format while cdr/search still parses "
-                        "only --yeastar-date-format")
-    g.add_argument("--yeastar-end-time-exclusive", action="store_true",
-                   help="cdr/search end_time excludes its own second")
-    g.add_argument("--yeastar-record-file-suffix", choices=RECORD_FILE_SUFFIXES,
-                   default=y.record_file_suffix,
-                   help="record_file names end with the download format, or always .wav (MP3 "
-                        "bytes behind a .wav name with --recording-format mp3)")
-    g.add_argument("--yeastar-link-ttl", type=int, default=None,
-                   help="download_resource_url lifetime (s); default --link-ttl")
+    g.add_argument(
+        "--yeastar-max-tokens", type=int, default=y.max_tokens, help="live access tokens per app"
+    )
+    g.add_argument(
+        "--yeastar-max-auth-failures",
+        type=int,
+        default=y.max_auth_failures,
+        help="consecutive failed logins before the IP is blocked",
+    )
+    g.add_argument(
+        "--yeastar-list-days",
+        type=int,
+        default=y.list_days,
+        help="PBX-local days cdr/list and recording/list cover",
+    )
+    g.add_argument(
+        "--access-token-ttl",
+        "--yeastar-access-token-ttl",
+        dest="access_token_ttl",
+        type=int,
+        default=y.access_token_ttl,
+        help="access token lifetime (s)",
+    )
+    g.add_argument(
+        "--refresh-token-ttl",
+        "--yeastar-refresh-token-ttl",
+        dest="refresh_token_ttl",
+        type=int,
+        default=y.refresh_token_ttl,
+        help="refresh token lifetime (s)",
+    )
+    g.add_argument(
+        "--recording-format",
+        "--yeastar-recording-format",
+        dest="recording_format",
+        choices=RECORDING_FORMATS,
+        default=y.recording_format,
+        help="Yeastar download format (Zorio always serves wav)",
+    )
+    g.add_argument(
+        "--yeastar-order",
+        choices=YEASTAR_ORDERS,
+        default=y.order,
+        help="cdr/search and cdr/list: oldest (asc) or newest (desc) first",
+    )
+    g.add_argument(
+        "--yeastar-reported-date-format",
+        choices=YEASTAR_DATE_FORMATS,
+        default=y.reported_date_format,
+        help="system/information reports this format while cdr/search still parses "
+        "only --yeastar-date-format",
+    )
+    g.add_argument(
+        "--yeastar-end-time-exclusive",
+        action="store_true",
+        help="cdr/search end_time excludes its own second",
+    )
+    g.add_argument(
+        "--yeastar-record-file-suffix",
+        choices=RECORD_FILE_SUFFIXES,
+        default=y.record_file_suffix,
+        help="record_file names end with the download format, or always .wav (MP3 "
+        "bytes behind a .wav name with --recording-format mp3)",
+    )
+    g.add_argument(
+        "--yeastar-link-ttl",
+        type=int,
+        default=None,
+        help="download_resource_url lifetime (s); default --link-ttl",
+    )
 
     g = p.add_argument_group("Zorio")
     g.add_argument("--zorio-timezone", default=z.timezone, help="PBX zone (IANA)")
-    g.add_argument("--zorio-date-timezone", default=z.date_timezone,
-                   help="zone the server reads from/to dates in")
-    g.add_argument("--zorio-token", "--zorio-api-token", dest="zorio_token", default=z.api_token,
-                   help="bearer token")
+    g.add_argument(
+        "--zorio-date-timezone",
+        default=z.date_timezone,
+        help="zone the server reads from/to dates in",
+    )
+    g.add_argument(
+        "--zorio-token",
+        "--zorio-api-token",
+        dest="zorio_token",
+        default=z.api_token,
+        help="bearer token",
+    )
     g.add_argument("--zorio-signing-key", default=z.signing_key, help="HMAC key of signed URLs")
-    g.add_argument("--zorio-max-window-days", type=int, default=z.max_window_days,
-                   help="to - from must stay below this many days")
-    g.add_argument("--zorio-envelope", choices=ZORIO_ENVELOPES, default=z.envelope,
-                   help="list envelope: the page's 5 keys, or Laravel's full paginator written "
-                        "by PHP's json_encode")
-    g.add_argument("--zorio-detail-recording", choices=ZORIO_DETAIL_RECORDINGS,
-                   default=z.detail_recording,
-                   help="absent: detail says recording_available but has no recording object")
-    g.add_argument("--zorio-file-size-delta", type=int, default=z.file_size_delta,
-                   help="detail recording.file_size is off by this many bytes")
-    g.add_argument("--zorio-recording-base-url", default=z.recording_base_url,
-                   help="signed URLs point at this base instead of the request's Host")
-    g.add_argument("--zorio-audio-redirect-base-url", default=z.audio_redirect_base_url,
-                   help="the signed audio endpoint 302s to this base (a CDN)")
-    g.add_argument("--zorio-link-ttl", type=int, default=None,
-                   help="signed URL lifetime (s); default --link-ttl")
+    g.add_argument(
+        "--zorio-max-window-days",
+        type=int,
+        default=z.max_window_days,
+        help="to - from must stay below this many days",
+    )
+    g.add_argument(
+        "--zorio-envelope",
+        choices=ZORIO_ENVELOPES,
+        default=z.envelope,
+        help="list envelope: the page's 5 keys, or Laravel's full paginator written "
+        "by PHP's json_encode",
+    )
+    g.add_argument(
+        "--zorio-detail-recording",
+        choices=ZORIO_DETAIL_RECORDINGS,
+        default=z.detail_recording,
+        help="absent: detail says recording_available but has no recording object",
+    )
+    g.add_argument(
+        "--zorio-file-size-delta",
+        type=int,
+        default=z.file_size_delta,
+        help="detail recording.file_size is off by this many bytes",
+    )
+    g.add_argument(
+        "--zorio-recording-base-url",
+        default=z.recording_base_url,
+        help="signed URLs point at this base instead of the request's Host",
+    )
+    g.add_argument(
+        "--zorio-audio-redirect-base-url",
+        default=z.audio_redirect_base_url,
+        help="the signed audio endpoint 302s to this base (a CDN)",
+    )
+    g.add_argument(
+        "--zorio-link-ttl",
+        type=int,
+        default=None,
+        help="signed URL lifetime (s); default --link-ttl",
+    )
     p.add_argument("--link-ttl", type=int, default=y.link_ttl, help="both vendors' link TTL")
 
     f = p.add_argument_group("runtime faults armed at start (repeatable; see below)")
@@ -220,8 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--withheld-recording", "REF", "withheld_recordings"),
         ("--recording-seconds", "REF=SECONDS", "recording_seconds"),
     ):
-        f.add_argument(flag, action="append", default=[], metavar=metavar,
-                       help=f"arm {fault}")
+        f.add_argument(flag, action="append", default=[], metavar=metavar, help=f"arm {fault}")
     for flag, fault, kind in (
         ("--total-offset", "total_offset", int),
         ("--throttle-bytes-per-s", "throttle_bytes_per_s", int),
@@ -293,8 +411,9 @@ def _fail_next(faults: Faults, value: str) -> None:
 
 def _reset_next(faults: Faults, value: str) -> None:
     prefix, *rest = _parts(value, 1, 3)
-    faults.reset_next(prefix, times=int(rest[0]) if rest else 1,
-                      after_bytes=int(rest[1]) if len(rest) > 1 else 64)
+    faults.reset_next(
+        prefix, times=int(rest[0]) if rest else 1, after_bytes=int(rest[1]) if len(rest) > 1 else 64
+    )
 
 
 def _delay_next(faults: Faults, value: str) -> None:
@@ -309,8 +428,14 @@ def _truncate_body_next(faults: Faults, value: str) -> None:
 
 def _drift(faults: Faults, value: str) -> None:
     vendor, day, page, action, *rest = _parts(value, 4, 6)
-    faults.drift(vendor, day, at_page=int(page), action=action,
-                 where=rest[0] if rest else "ahead", count=int(rest[1]) if len(rest) > 1 else 1)
+    faults.drift(
+        vendor,
+        day,
+        at_page=int(page),
+        action=action,
+        where=rest[0] if rest else "ahead",
+        count=int(rest[1]) if len(rest) > 1 else 1,
+    )
 
 
 def _repeat_across_pages(faults: Faults, value: str) -> None:

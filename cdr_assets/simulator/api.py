@@ -61,8 +61,13 @@ class VendorApi:
     calls: _Calls
 
     def __init__(
-        self, config: SimulatorConfig, faults: Faults, stats: Stats, cache: PageCache | None,
-        *, php_json: bool = False,
+        self,
+        config: SimulatorConfig,
+        faults: Faults,
+        stats: Stats,
+        cache: PageCache | None,
+        *,
+        php_json: bool = False,
     ) -> None:
         self.cache = cache if cache is not None else PageCache(config.page_cache_mb * 2**20)
         self.seed = config.seed
@@ -75,8 +80,9 @@ class VendorApi:
 
     # ------------------------------------------------------------------ replies
 
-    def reply(self, status: int, obj: object, headers: list[tuple[str, str]] | None = None
-              ) -> Reply:
+    def reply(
+        self, status: int, obj: object, headers: list[tuple[str, str]] | None = None
+    ) -> Reply:
         """A JSON reply written in this server's style."""
         return Reply(status, self.style.dumps(obj), self.json_type, headers or [])
 
@@ -160,12 +166,18 @@ class VendorApi:
     # ------------------------------------------------------------------ list pages
 
     def listing(self, intervals: list[tuple[int, int]], descending: bool = False) -> Listing:
-        return Listing(self.calls.index, intervals, descending,
-                       self.faults.day_changes(self.vendor))
+        return Listing(
+            self.calls.index, intervals, descending, self.faults.day_changes(self.vendor)
+        )
 
     def list_page(
-        self, intervals: list[tuple[int, int]], page: int, size: int, *,
-        descending: bool = False, record_filter: RecordFilter | None = None,
+        self,
+        intervals: list[tuple[int, int]],
+        page: int,
+        size: int,
+        *,
+        descending: bool = False,
+        record_filter: RecordFilter | None = None,
     ) -> tuple[int, int, bytes]:
         """(total, record count, records as comma-joined JSON text) of one list request.
 
@@ -183,8 +195,11 @@ class VendorApi:
         if self.faults.take_repeat(self.vendor, page, listing.days) and offset < listing.total:
             refs = listing.page(offset - 1, 1) + listing.page(offset + 1, size - 1)
             return listing.total, len(refs), self.records_text(refs)
-        if listing.key is not None and not self.extra_keys and \
-                not self.faults.overrides(self.vendor):
+        if (
+            listing.key is not None
+            and not self.extra_keys
+            and not self.faults.overrides(self.vendor)
+        ):
             count, text = self.page_text(listing, offset, size)
             return listing.total, count, text
         refs = listing.page(offset, size)
@@ -220,8 +235,7 @@ class VendorApi:
             return cached
         items = listing.page(offset, limit)
         record_json = self.calls.record_json
-        text = self.style.escape(
-            ",".join([record_json(d, i, withheld) for d, i in items]).encode())
+        text = self.style.escape(",".join([record_json(d, i, withheld) for d, i in items]).encode())
         self.cache.put(key, len(items), text)
         return len(items), text
 
@@ -229,20 +243,30 @@ class VendorApi:
         """Change the rule's day as it says, relative to this request's page, and log it."""
         change = self.faults.day_changes(self.vendor).get(rule.day)
         first_new = self.calls.index.n + (len(change.inserted) if change else 0)
-        plan = plan_drift(listing, rule.day, rule.action, rule.where, rule.count, offset, size,
-                          first_new)
+        plan = plan_drift(
+            listing, rule.day, rule.action, rule.where, rule.count, offset, size, first_new
+        )
         ids = [self.render(*ref)[self.id_field] for ref in plan.deleted]
         self.faults.change_day(
-            self.vendor, rule.day, deleted=[i for _, i in plan.deleted], inserted=plan.inserted)
+            self.vendor, rule.day, deleted=[i for _, i in plan.deleted], inserted=plan.inserted
+        )
         ids += [self.render(rule.day, i)[self.id_field] for i, _, _ in plan.inserted]
         after = self.listing(listing.intervals, listing.descending).total
-        self.faults.log_drift(DriftEvent(
-            self.vendor, rule.day, rule.at_page, rule.action, rule.where, tuple(ids),
-            plan.positions, listing.total, after,
-        ))
+        self.faults.log_drift(
+            DriftEvent(
+                self.vendor,
+                rule.day,
+                rule.at_page,
+                rule.action,
+                rule.where,
+                tuple(ids),
+                plan.positions,
+                listing.total,
+                after,
+            )
+        )
 
     @staticmethod
     def data(text: bytes) -> Raw:
         """A JSON array of already-written records, for `body_reply`."""
         return Raw((b"[", text, b"]"))
-

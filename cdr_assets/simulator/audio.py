@@ -47,9 +47,19 @@ def wav_header(data_bytes: int) -> bytes:
     """Canonical 44-byte RIFF/WAVE header for 8 kHz mono 16-bit PCM."""
     return struct.pack(
         "<4sI4s4sIHHIIHH4sI",
-        b"RIFF", 36 + data_bytes, b"WAVE",
-        b"fmt ", 16, 1, 1, SAMPLE_RATE, BYTES_PER_SECOND, 2, 16,
-        b"data", data_bytes,
+        b"RIFF",
+        36 + data_bytes,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        1,
+        SAMPLE_RATE,
+        BYTES_PER_SECOND,
+        2,
+        16,
+        b"data",
+        data_bytes,
     )
 
 

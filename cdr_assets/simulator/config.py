@@ -81,10 +81,10 @@ class YeastarSimConfig:
             raise ValueError("yeastar.list_days must be >= 1")
         _check_choice("yeastar.order", self.order, YEASTAR_ORDERS)
         if self.reported_date_format is not None:
-            _check_choice("yeastar.reported_date_format", self.reported_date_format,
-                          YEASTAR_DATE_FORMATS)
-        _check_choice("yeastar.record_file_suffix", self.record_file_suffix,
-                      RECORD_FILE_SUFFIXES)
+            _check_choice(
+                "yeastar.reported_date_format", self.reported_date_format, YEASTAR_DATE_FORMATS
+            )
+        _check_choice("yeastar.record_file_suffix", self.record_file_suffix, RECORD_FILE_SUFFIXES)
 
     @property
     def record_file_ext(self) -> str:

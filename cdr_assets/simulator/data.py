@@ -154,10 +154,18 @@ def wall_range_instants(tz: ZoneInfo, lo: datetime, hi: datetime) -> list[tuple[
     a fold can give two intervals (e.g. 01:30-01:45 in New York's repeated hour). Wall-hour
     windows therefore partition the calls: every call shows exactly one wall time.
     """
-    w0 = (lo.date().toordinal() - _EPOCH_ORDINAL) * 86400 + lo.hour * 3600 + lo.minute * 60 \
+    w0 = (
+        (lo.date().toordinal() - _EPOCH_ORDINAL) * 86400
+        + lo.hour * 3600
+        + lo.minute * 60
         + lo.second
-    w1 = (hi.date().toordinal() - _EPOCH_ORDINAL) * 86400 + hi.hour * 3600 + hi.minute * 60 \
+    )
+    w1 = (
+        (hi.date().toordinal() - _EPOCH_ORDINAL) * 86400
+        + hi.hour * 3600
+        + hi.minute * 60
         + hi.second
+    )
     out: list[tuple[int, int]] = []
     if w1 <= w0:
         return out
@@ -179,13 +187,13 @@ def _utc_date(days: int) -> str:
 
 @lru_cache(maxsize=1)
 def clock() -> tuple[str, ...]:
-    """"HH:MM:SS" for each second of a day (built once: formatting per record is slower)."""
+    """ "HH:MM:SS" for each second of a day (built once: formatting per record is slower)."""
     return tuple(f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}" for s in range(86400))
 
 
 @lru_cache(maxsize=1)
 def compact_clock() -> tuple[str, ...]:
-    """"HHMMSS" for each second of a day."""
+    """ "HHMMSS" for each second of a day."""
     return tuple(t.replace(":", "") for t in clock())
 
 
@@ -310,10 +318,50 @@ def talk_seconds(v: int) -> int:
 
 # ---------------------------------------------------------------- Yeastar P-Series records
 
-_FIRST = ("Kristin", "Liam", "Mei", "Arjun", "Siti", "Daniel", "Hana", "Rafael", "Nora", "Wei",
-          "Amir", "Julia", "Tomas", "Priya", "Ken", "Lucia", "Omar", "Grace", "Ivan", "Aisha")
-_LAST = ("Hale", "Tan", "Lim", "Nair", "Rahman", "Ng", "Okafor", "Silva", "Berg", "Chen",
-         "Wong", "Koh", "Singh", "Park", "Ito", "Costa", "Haddad", "Lee", "Petrov", "Yusuf")
+_FIRST = (
+    "Kristin",
+    "Liam",
+    "Mei",
+    "Arjun",
+    "Siti",
+    "Daniel",
+    "Hana",
+    "Rafael",
+    "Nora",
+    "Wei",
+    "Amir",
+    "Julia",
+    "Tomas",
+    "Priya",
+    "Ken",
+    "Lucia",
+    "Omar",
+    "Grace",
+    "Ivan",
+    "Aisha",
+)
+_LAST = (
+    "Hale",
+    "Tan",
+    "Lim",
+    "Nair",
+    "Rahman",
+    "Ng",
+    "Okafor",
+    "Silva",
+    "Berg",
+    "Chen",
+    "Wong",
+    "Koh",
+    "Singh",
+    "Park",
+    "Ito",
+    "Costa",
+    "Haddad",
+    "Lee",
+    "Petrov",
+    "Yusuf",
+)
 YEASTAR_EXTENSIONS = tuple(str(2000 + k) for k in range(40))
 YEASTAR_EXT_NAMES = {
     ext: f"{_FIRST[k % 20]} {_LAST[(k * 7 + k // 20) % 20]}"
@@ -323,10 +371,17 @@ YEASTAR_DIDS = ("6531234500", "6531234501", "6531234502")
 YEASTAR_SRC_TRUNKS = ("SIP-Singtel", "peer-to-34")
 YEASTAR_DST_TRUNKS = ("peer-to-34", "to28.41", "SIP-StarHub")
 _Y_CALL_TYPE = weighted_table((("Inbound", 450), ("Outbound", 400), ("Internal", 150)))
-_Y_DISPOSITION = weighted_table((
-    ("ANSWERED", 640), ("NO ANSWER", 165), ("BUSY", 70), ("FAILED", 40), ("VOICEMAIL", 65),
-    ("ANSWERD", 10), ("NO ANSWERED", 10),
-))
+_Y_DISPOSITION = weighted_table(
+    (
+        ("ANSWERED", 640),
+        ("NO ANSWER", 165),
+        ("BUSY", 70),
+        ("FAILED", 40),
+        ("VOICEMAIL", 65),
+        ("ANSWERD", 10),
+        ("NO ANSWERED", 10),
+    )
+)
 _Y_REASONS = {
     "ANSWERED": ("src hangup    ", "dst hangup    "),
     "NO ANSWER": ("dst extension_busy_no_forward    ", "src cancel    ", "dst noanswer    "),
@@ -442,15 +497,51 @@ def json_table(*vocabularies: Iterable[str | None]) -> dict[str | None, str]:
 # (id, time, from_name, from_num, to_name, to_num, timestamp, uid, call_type, trunk,
 #  has_durations, ring, talk, disposition, did, record_file | None, reason, split_names, call_id)
 YeastarValues = tuple[
-    int, str, str, str, str, str, int, str, str, str, bool, int, int, str, str, "str | None",
-    str, bool, str,
+    int,
+    str,
+    str,
+    str,
+    str,
+    str,
+    int,
+    str,
+    str,
+    str,
+    bool,
+    int,
+    int,
+    str,
+    str,
+    "str | None",
+    str,
+    bool,
+    str,
 ]
 
 
 def yeastar_record(vals: YeastarValues) -> dict:
     """The CDR_Details dict of a call's values (optional keys in the vendor's order)."""
-    (id_, time_s, from_name, from_num, to_name, to_num, ts, uid, call_type, trunk,
-     has_durations, ring, talk, disposition, did, record_file, reason, split, call_id) = vals
+    (
+        id_,
+        time_s,
+        from_name,
+        from_num,
+        to_name,
+        to_num,
+        ts,
+        uid,
+        call_type,
+        trunk,
+        has_durations,
+        ring,
+        talk,
+        disposition,
+        did,
+        record_file,
+        reason,
+        split,
+        call_id,
+    ) = vals
     rec: dict = {
         "id": id_,
         "time": time_s,
@@ -489,13 +580,34 @@ def yeastar_record(vals: YeastarValues) -> dict:
 
 def yeastar_json(vals: YeastarValues, withheld: Collection[str] = ()) -> str:
     """`protocol.dumps(yeastar_record(vals))` as text (minus a withheld record_file)."""
-    (id_, time_s, from_name, from_num, to_name, to_num, ts, uid, call_type, trunk,
-     has_durations, ring, talk, disposition, did, record_file, reason, split, call_id) = vals
+    (
+        id_,
+        time_s,
+        from_name,
+        from_num,
+        to_name,
+        to_num,
+        ts,
+        uid,
+        call_type,
+        trunk,
+        has_durations,
+        ring,
+        talk,
+        disposition,
+        did,
+        record_file,
+        reason,
+        split,
+        call_id,
+    ) = vals
     j = _YJ
-    call_from = (f'"{from_num}"' if from_name == " " else f'{_YJ_OPEN[from_name]}<{from_num}>"')
+    call_from = f'"{from_num}"' if from_name == " " else f'{_YJ_OPEN[from_name]}<{from_num}>"'
     call_to = f'"{to_num}"' if to_name == " " else f'{_YJ_OPEN[to_name]}<{to_num}>"'
-    out = (f'{{"id":{id_},"time":"{time_s}","call_from":{call_from},"call_to":{call_to},'
-           f'"timestamp":{ts},"uid":"{uid}","src_addr":""')
+    out = (
+        f'{{"id":{id_},"time":"{time_s}","call_from":{call_from},"call_to":{call_to},'
+        f'"timestamp":{ts},"uid":"{uid}","src_addr":""'
+    )
     if call_type == "Inbound":
         out += f',"src_trunk":{j[trunk]}'
     elif call_type == "Outbound":
@@ -514,14 +626,22 @@ def yeastar_json(vals: YeastarValues, withheld: Collection[str] = ()) -> str:
         out += f',"record_file":"{record_file}"'
     out += f',"reason":{j[reason]}'
     if split:
-        out += (f',"call_from_number":"{from_num}","call_from_name":{j[from_name]},'
-                f'"call_to_number":"{to_num}","call_to_name":{j[to_name]}')
+        out += (
+            f',"call_from_number":"{from_num}","call_from_name":{j[from_name]},'
+            f'"call_to_number":"{to_num}","call_to_name":{j[to_name]}'
+        )
     return f'{out},"call_id":"{call_id}"}}'
 
 
 _YJ = json_table(
-    YEASTAR_EXT_NAMES.values(), (" ",), YEASTAR_SRC_TRUNKS, YEASTAR_DST_TRUNKS, YEASTAR_DIDS,
-    _Y_CALL_TYPE, _Y_DISPOSITION, *_Y_REASONS.values(),
+    YEASTAR_EXT_NAMES.values(),
+    (" ",),
+    YEASTAR_SRC_TRUNKS,
+    YEASTAR_DST_TRUNKS,
+    YEASTAR_DIDS,
+    _Y_CALL_TYPE,
+    _Y_DISPOSITION,
+    *_Y_REASONS.values(),
 )
 _YJ_OPEN = {name: _YJ[name][:-1] for name in YEASTAR_EXT_NAMES.values()}  # '"Name' of 'Name<n>'
 
@@ -532,8 +652,13 @@ class YeastarCalls:
     vendor = "yeastar"
 
     def __init__(
-        self, seed: int, timezone: str, calls_per_day: int, recording_ratio: float,
-        display: DisplayFormat, recording_ext: str,
+        self,
+        seed: int,
+        timezone: str,
+        calls_per_day: int,
+        recording_ratio: float,
+        display: DisplayFormat,
+        recording_ext: str,
     ) -> None:
         self.index = CallIndex(seed, "yeastar", timezone, calls_per_day)
         self.ratio = recording_ratio
@@ -542,9 +667,12 @@ class YeastarCalls:
         self._dates = lru_cache(maxsize=1024)(self._day_strings)
 
     def _day_strings(self, d: date) -> tuple[str, str, int]:
-        mask = int.from_bytes(
-            blake2b(f"{self.index.seed}:yeastar:{d}:uid".encode(), digest_size=4).digest()
-        ) & 0xFFFFF
+        mask = (
+            int.from_bytes(
+                blake2b(f"{self.index.seed}:yeastar:{d}:uid".encode(), digest_size=4).digest()
+            )
+            & 0xFFFFF
+        )
         return self.display.format_date(d), f"{d:%Y%m%d}", mask
 
     def _wall(self, ts: int) -> datetime:
@@ -602,11 +730,25 @@ class YeastarCalls:
                 answer_wall = f"{self._wall(at):%Y%m%d%H%M%S}"
             record_file = f"{answer_wall}-{ts}.{i}-{from_num}-{to_num}-{call_type}.{self.ext}"
         vals = (
-            idx.numeric_id(d, i), f"{disp_date} {self.display.time_of(wall)}",
-            from_name, from_num, to_name, to_num, ts,
+            idx.numeric_id(d, i),
+            f"{disp_date} {self.display.time_of(wall)}",
+            from_name,
+            from_num,
+            to_name,
+            to_num,
+            ts,
             f"{ymd}{compact_clock()[wall]}{i ^ mask:05X}",
-            call_type, trunk, has_durations, ring, talk, disposition, did, record_file, reason,
-            not old_firmware, f"{ts}.{i}",
+            call_type,
+            trunk,
+            has_durations,
+            ring,
+            talk,
+            disposition,
+            did,
+            record_file,
+            reason,
+            not old_firmware,
+            f"{ts}.{i}",
         )
         return vals, talk if has_rec else 0, answer_ts
 
@@ -654,12 +796,18 @@ _Z_DIRECTION = weighted_table(
     (("inbound", 450), ("outbound", 400), ("internal", 100), ("local", 50))
 )
 _Z_TRANSFERS = weighted_table(((0, 900), (1, 80), (2, 20)))
-_Z_OUT_SOURCES = ("outbound_manual", "outbound_telesales", "outbound_callback",
-                  "outbound_webphone")
-_Z_RESULT = weighted_table((
-    ("answered", 620), ("no_answer", 150), ("busy", 70), ("failed", 40), ("cancelled", 60),
-    ("rejected", 30), ("voicemail", 30),
-))
+_Z_OUT_SOURCES = ("outbound_manual", "outbound_telesales", "outbound_callback", "outbound_webphone")
+_Z_RESULT = weighted_table(
+    (
+        ("answered", 620),
+        ("no_answer", 150),
+        ("busy", 70),
+        ("failed", 40),
+        ("cancelled", 60),
+        ("rejected", 30),
+        ("voicemail", 30),
+    )
+)
 _Z_HANGUP = {
     "answered": ("NORMAL_CLEARING",),
     "no_answer": ("NO_ANSWER", "NO_USER_RESPONSE"),
@@ -669,8 +817,15 @@ _Z_HANGUP = {
     "rejected": ("CALL_REJECTED",),
     "voicemail": ("NORMAL_CLEARING",),
 }
-_Z_SIP = {"answered": "200", "no_answer": "480", "busy": "486", "failed": "503",
-          "cancelled": "487", "rejected": "603", "voicemail": "200"}
+_Z_SIP = {
+    "answered": "200",
+    "no_answer": "480",
+    "busy": "486",
+    "failed": "503",
+    "cancelled": "487",
+    "rejected": "603",
+    "voicemail": "200",
+}
 ZORIO_EXTENSIONS = tuple(str(1001 + k) for k in range(40))
 _Z_QUEUES = ("Sales", "Support", "Billing", "CSKH")
 _Z_TRUNKS = ("viettel-sip-01", "vnpt-sip-02", "mobifone-sip-01")
@@ -679,27 +834,91 @@ _Z_PREFIXES = ("090", "091", "093", "097", "098", "086", "070", "028")
 UUID_RE = re.compile(r"^(\d{8})-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-([0-9a-f]{12})$")
 
 ZORIO_FIELDS = (
-    "uuid", "direction", "source_type", "caller_number", "destination_number",
-    "extension_number", "agent_extension", "start_time", "answer_time", "end_time", "duration",
-    "billsec", "queue_name", "queue_wait_time", "trunk_name", "transfer_count", "result",
-    "hangup_cause", "sip_response_code", "recording_available", "created_at",
+    "uuid",
+    "direction",
+    "source_type",
+    "caller_number",
+    "destination_number",
+    "extension_number",
+    "agent_extension",
+    "start_time",
+    "answer_time",
+    "end_time",
+    "duration",
+    "billsec",
+    "queue_name",
+    "queue_wait_time",
+    "trunk_name",
+    "transfer_count",
+    "result",
+    "hangup_cause",
+    "sip_response_code",
+    "recording_available",
+    "created_at",
 )
 ZorioValues = tuple[
-    str, str, str, str, str, str, "str | None", str, "str | None", str, int, int, "str | None",
-    "int | None", "str | None", int, str, str, "str | None", bool, str,
+    str,
+    str,
+    str,
+    str,
+    str,
+    str,
+    "str | None",
+    str,
+    "str | None",
+    str,
+    int,
+    int,
+    "str | None",
+    "int | None",
+    "str | None",
+    int,
+    str,
+    str,
+    "str | None",
+    bool,
+    str,
 ]
 _ZJ = json_table(
-    ZORIO_DIRECTIONS, ("inbound", "internal"), _Z_OUT_SOURCES, _Z_RESULT, *_Z_HANGUP.values(),
-    _Z_SIP.values(), ZORIO_EXTENSIONS, _Z_QUEUES, _Z_TRUNKS, _Z_HOTLINES,
+    ZORIO_DIRECTIONS,
+    ("inbound", "internal"),
+    _Z_OUT_SOURCES,
+    _Z_RESULT,
+    *_Z_HANGUP.values(),
+    _Z_SIP.values(),
+    ZORIO_EXTENSIONS,
+    _Z_QUEUES,
+    _Z_TRUNKS,
+    _Z_HOTLINES,
 )
 
 
 def zorio_json(vals: ZorioValues, withheld: Collection[str] = ()) -> str:
     """`protocol.dumps(dict(zip(ZORIO_FIELDS, vals)))` as text; a withheld uuid shows
     `recording_available: false`."""
-    (uuid, direction, source_type, caller, dest, extension, agent, start, answer, end,
-     duration, billsec, queue_name, queue_wait, trunk_name, transfers, result, hangup, sip,
-     has_rec, created) = vals
+    (
+        uuid,
+        direction,
+        source_type,
+        caller,
+        dest,
+        extension,
+        agent,
+        start,
+        answer,
+        end,
+        duration,
+        billsec,
+        queue_name,
+        queue_wait,
+        trunk_name,
+        transfers,
+        result,
+        hangup,
+        sip,
+        has_rec,
+        created,
+    ) = vals
     j = _ZJ
     answer_j = "null" if answer is None else f'"{answer}"'
     wait_j = "null" if queue_wait is None else queue_wait
@@ -786,10 +1005,26 @@ class ZorioCalls:
         end = ts + duration
         vals = (
             f"{self._ymd(d)}-{a:04x}-4{b:03x}-{c:04x}-{i:012x}",
-            direction, source_type, caller, dest, extension, agent,
-            iso_utc(ts), iso_utc(ts + ring) if answered else None, iso_utc(end),
-            duration, billsec, queue_name, queue_wait, trunk_name,
-            transfers if answered else 0, result, hangup, sip, has_rec, sql_utc(end),
+            direction,
+            source_type,
+            caller,
+            dest,
+            extension,
+            agent,
+            iso_utc(ts),
+            iso_utc(ts + ring) if answered else None,
+            iso_utc(end),
+            duration,
+            billsec,
+            queue_name,
+            queue_wait,
+            trunk_name,
+            transfers if answered else 0,
+            result,
+            hangup,
+            sip,
+            has_rec,
+            sql_utc(end),
         )
         return vals, billsec if has_rec else 0, ts + ring if answered else None
 
@@ -826,5 +1061,3 @@ class ZorioCalls:
     def decode_ref(self, ref: str) -> tuple[date, int] | None:
         """A recording_ref (uuid) or numeric recording id -> (day, index)."""
         return self.decode_rec_id(ref) if ref.isdigit() else self.decode_uuid(ref)
-
-

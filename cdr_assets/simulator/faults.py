@@ -84,9 +84,7 @@ class DayChanges:
 
     deleted: frozenset[int] = frozenset()
     # call index (>= calls_per_day) -> (sort position among the day's indices, start instant)
-    inserted: Mapping[int, tuple[float, int]] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    inserted: Mapping[int, tuple[float, int]] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -202,12 +200,19 @@ class Faults:
         if body is None:
             body = b'{"message":"Simulated failure."}'
         with self._lock:
-            self._rules.append(FailRule(path_prefix, status, times, retry_after, body,
-                                        content_type, dict(query) if query else None))
+            self._rules.append(
+                FailRule(
+                    path_prefix,
+                    status,
+                    times,
+                    retry_after,
+                    body,
+                    content_type,
+                    dict(query) if query else None,
+                )
+            )
 
-    def take_failure(
-        self, path: str, query: Mapping[str, str] | None = None
-    ) -> FailRule | None:
+    def take_failure(self, path: str, query: Mapping[str, str] | None = None) -> FailRule | None:
         """Consume one pending failure matching `path` (and `query`), if any."""
         given = query or {}
         with self._lock:
@@ -277,8 +282,14 @@ class Faults:
     # ------------------------------------------------------------------ drift while paging
 
     def drift(
-        self, vendor: str, day: date | str, *, at_page: int, action: str,
-        where: str = "ahead", count: int = 1,
+        self,
+        vendor: str,
+        day: date | str,
+        *,
+        at_page: int,
+        action: str,
+        where: str = "ahead",
+        count: int = 1,
     ) -> None:
         """Arm one change of `day` at the first list request for page `at_page` covering it."""
         if action not in DRIFT_ACTIONS:
@@ -323,7 +334,11 @@ class Faults:
             return dict(self._changes[vendor])
 
     def change_day(
-        self, vendor: str, day: date, *, deleted: Iterable[int] = (),
+        self,
+        vendor: str,
+        day: date,
+        *,
+        deleted: Iterable[int] = (),
         inserted: Iterable[tuple[int, float, int]] = (),
     ) -> DayChanges:
         """Record more changes of a day: deleted indices, inserted (index, position, start)."""

@@ -28,8 +28,15 @@ def window(current: int, last: int, on_each_side: int = ON_EACH_SIDE) -> list[in
         return [*range(1, slide + on_each_side + 1), None, last - 1, last]
     if current > last - slide:
         return [1, 2, None, *range(last - (slide + on_each_side - 1), last + 1)]
-    return [1, 2, None, *range(current - on_each_side, current + on_each_side + 1), None,
-            last - 1, last]
+    return [
+        1,
+        2,
+        None,
+        *range(current - on_each_side, current + on_each_side + 1),
+        None,
+        last - 1,
+        last,
+    ]
 
 
 def paginator_fields(

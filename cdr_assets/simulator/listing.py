@@ -23,7 +23,10 @@ class Listing:
     """The records of a window as a list request sees them (a snapshot of the day changes)."""
 
     def __init__(
-        self, index: CallIndex, intervals: list[tuple[int, int]], descending: bool,
+        self,
+        index: CallIndex,
+        intervals: list[tuple[int, int]],
+        descending: bool,
         changes: Mapping[date, DayChanges],
     ) -> None:
         self.index = index
@@ -66,8 +69,11 @@ class Listing:
                     refs.extend((d, i) for i in range(lo, hi))
                 else:
                     keyed = [(float(i), i) for i in range(lo, hi) if i not in ch.deleted]
-                    keyed += [(pos, i) for i, (pos, start) in ch.inserted.items()
-                              if a <= start < b and i not in ch.deleted]
+                    keyed += [
+                        (pos, i)
+                        for i, (pos, start) in ch.inserted.items()
+                        if a <= start < b and i not in ch.deleted
+                    ]
                     keyed.sort()
                     refs.extend((d, i) for _, i in keyed)
                 d += timedelta(days=1)
@@ -127,7 +133,13 @@ class DriftPlan:
 
 
 def plan_drift(
-    listing: Listing, day: date, action: str, where: str, count: int, offset: int, limit: int,
+    listing: Listing,
+    day: date,
+    action: str,
+    where: str,
+    count: int,
+    offset: int,
+    limit: int,
     first_new_index: int,
 ) -> DriftPlan:
     """Place `count` deletions or insertions of `day` ahead of / behind the page [offset, +limit).
@@ -157,8 +169,9 @@ def plan_drift(
     inserted = []
     for k in range(count):
         f = (k + 1) / (count + 1)
-        inserted.append((first_new_index + k, lo_pos + f * (hi_pos - lo_pos),
-                         lo_ts + int(f * (hi_ts - lo_ts))))
+        inserted.append(
+            (first_new_index + k, lo_pos + f * (hi_pos - lo_pos), lo_ts + int(f * (hi_ts - lo_ts)))
+        )
     return DriftPlan((), tuple(inserted), tuple(range(q, q + count)))
 
 
@@ -172,8 +185,12 @@ def _insert_bounds(
     """
     ld = listing.index.day(day)
     if earlier is not None and later is not None:
-        return (listing.position_key(earlier), listing.start_of(earlier),
-                listing.position_key(later), listing.start_of(later))
+        return (
+            listing.position_key(earlier),
+            listing.start_of(earlier),
+            listing.position_key(later),
+            listing.start_of(later),
+        )
     if later is not None:
         pos, ts = listing.position_key(later), listing.start_of(later)
         return pos - 1, max(listing.interval_of(ts)[0], ld.start), pos, ts

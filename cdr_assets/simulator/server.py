@@ -56,6 +56,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def version_string(self) -> str:
         return self.server_version
+
     disable_nagle_algorithm = True
     timeout = 120  # idle keep-alive connections are dropped after this
     server: _Server
@@ -193,8 +194,10 @@ class _Handler(BaseHTTPRequestHandler):
                 break
             if sent + len(chunk) > limit:
                 chunk = chunk[: limit - sent]
-            rates = [tenant.config.bandwidth_bytes_per_s,
-                     faults.throttle_bytes_per_s if reply.audio else None]
+            rates = [
+                tenant.config.bandwidth_bytes_per_s,
+                faults.throttle_bytes_per_s if reply.audio else None,
+            ]
             self._paced_write(chunk, min((r for r in rates if r), default=0))
             sent += len(chunk)
         if reply.audio:
@@ -213,7 +216,11 @@ class _Tenant:
     PBXs, or one fleet PBX)."""
 
     def __init__(
-        self, prefix: str, config: SimulatorConfig, faults: Faults, counters: tuple[Stats, ...],
+        self,
+        prefix: str,
+        config: SimulatorConfig,
+        faults: Faults,
+        counters: tuple[Stats, ...],
         apis: Mapping[str, VendorApi],
     ) -> None:
         self.prefix = prefix
@@ -236,7 +243,7 @@ class _Tenant:
     def route(self, req: Request) -> Reply:
         path = req.path
         if path.startswith(YEASTAR_API_PREFIX):
-            req.endpoint = path[len(YEASTAR_API_PREFIX):]
+            req.endpoint = path[len(YEASTAR_API_PREFIX) :]
         elif path.startswith("/api/download/"):
             req.endpoint = "/api/download"
         rule = self.faults.take_failure(path, req.query)
@@ -289,8 +296,9 @@ class HostedPbx(_Tenant):
             api = ZorioApi(spec.config, faults, self.stats, cache)
         self.api = api
         self._sim = sim
-        super().__init__(spec.prefix, spec.config, faults, (sim.stats, self.stats),
-                         {spec.vendor: api})
+        super().__init__(
+            spec.prefix, spec.config, faults, (sim.stats, self.stats), {spec.vendor: api}
+        )
 
     @property
     def base_url(self) -> str:
@@ -328,7 +336,10 @@ class Simulator:
     """
 
     def __init__(
-        self, config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0,
+        self,
+        config: SimulatorConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
         fleet: Iterable[FleetPbxConfig] = (),
     ) -> None:
         self.config = config or SimulatorConfig()
@@ -346,8 +357,13 @@ class Simulator:
         self._stopping = threading.Event()  # wakes requests held by delay_next
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
-        self._root = _Tenant("", self.config, self.faults, (self.stats,),
-                             {"yeastar": self.yeastar, "zorio": self.zorio})
+        self._root = _Tenant(
+            "",
+            self.config,
+            self.faults,
+            (self.stats,),
+            {"yeastar": self.yeastar, "zorio": self.zorio},
+        )
         specs = tuple(fleet)
         check_fleet(specs)
         self.fleet: Mapping[str, HostedPbx] = {spec.name: HostedPbx(self, spec) for spec in specs}
@@ -364,8 +380,10 @@ class Simulator:
         self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02},
-            name=f"cdr-simulator-{self.port}", daemon=True,
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name=f"cdr-simulator-{self.port}",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -390,7 +408,9 @@ class Simulator:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop()
@@ -426,7 +446,7 @@ class Simulator:
         """Who answers `path`, and the path as that PBX sees it (without a fleet prefix). An
         unknown fleet name goes to the root, which answers 404."""
         if path.startswith(FLEET_PATH_PREFIX):
-            name, _, rest = path[len(FLEET_PATH_PREFIX):].partition("/")
+            name, _, rest = path[len(FLEET_PATH_PREFIX) :].partition("/")
             pbx = self.fleet.get(name)
             if pbx is not None:
                 return pbx, "/" + rest

@@ -126,18 +126,27 @@ class YeastarApi(VendorApi):
     id_field = "uid"
 
     def __init__(
-        self, config: SimulatorConfig, faults: Faults, stats: Stats, link_secret: bytes,
+        self,
+        config: SimulatorConfig,
+        faults: Faults,
+        stats: Stats,
+        link_secret: bytes,
         cache: PageCache | None = None,
     ) -> None:
         self.cfg = config.yeastar
         super().__init__(config, faults, stats, cache)
         self.display = DisplayFormat(self.cfg.date_format, self.cfg.clock)
         self.reported = DisplayFormat(
-            self.cfg.reported_date_format or self.cfg.date_format, self.cfg.clock)
+            self.cfg.reported_date_format or self.cfg.date_format, self.cfg.clock
+        )
         self.descending = self.cfg.order == "desc"
         self.calls = YeastarCalls(
-            config.seed, self.cfg.timezone, config.calls_per_day, config.recording_ratio,
-            self.display, self.cfg.record_file_ext,
+            config.seed,
+            self.cfg.timezone,
+            config.calls_per_day,
+            config.recording_ratio,
+            self.display,
+            self.cfg.record_file_ext,
         )
         self._secret = link_secret
         self._lock = threading.Lock()
@@ -164,7 +173,8 @@ class YeastarApi(VendorApi):
 
     def error(self, code: int, status: int = 200, errmsg: str | None = None) -> Reply:
         return self.reply(
-            status, {"errcode": code, "errmsg": errmsg or ERRORS.get(code, "FAILURE")})
+            status, {"errcode": code, "errmsg": errmsg or ERRORS.get(code, "FAILURE")}
+        )
 
     def recording_name(self, gen: Generated) -> str | None:
         return gen.record.get("record_file")
@@ -179,7 +189,7 @@ class YeastarApi(VendorApi):
             return self.error(40002)
         if req.path.startswith("/api/download/"):
             return self._download(req)
-        name = req.path[len(YEASTAR_API_PREFIX):]
+        name = req.path[len(YEASTAR_API_PREFIX) :]
         if name == "get_token":
             return self._get_token(req) if req.method == "POST" else self.error(10001)
         if name == "refresh_token":
@@ -242,8 +252,9 @@ class YeastarApi(VendorApi):
             username, password = body["username"], body["password"]
         except (ValueError, KeyError, TypeError):
             return self.error(40002)
-        ok = hmac.compare_digest(str(username).encode(), self.cfg.client_id.encode()) & \
-            hmac.compare_digest(str(password).encode(), self.cfg.client_secret.encode())
+        ok = hmac.compare_digest(
+            str(username).encode(), self.cfg.client_id.encode()
+        ) & hmac.compare_digest(str(password).encode(), self.cfg.client_secret.encode())
         now = time.time()
         with self._lock:
             if not ok:
@@ -292,21 +303,24 @@ class YeastarApi(VendorApi):
         up = int(now - self._started)
         days, rest = divmod(up, 86400)
         hours, rest = divmod(rest, 3600)
-        return self.reply(200, {
-            "errcode": 0,
-            "errmsg": "SUCCESS",
-            "data": {
-                "device_name": "Yeastar P-Series (simulated)",
-                "model_name": "P570",
-                "sn": "3570A0000000001",
-                "firmware_version": "37.23.0.123",
-                "system_time": self.reported.format(wall),
-                "up_time": f"{days} days, {hours:02d}:{rest // 60:02d}:{rest % 60:02d}",
-                "system_date_format": self.reported.date_format,
-                "system_time_format": self.display.time_format,
-                "timestamp": int(now),
+        return self.reply(
+            200,
+            {
+                "errcode": 0,
+                "errmsg": "SUCCESS",
+                "data": {
+                    "device_name": "Yeastar P-Series (simulated)",
+                    "model_name": "P570",
+                    "sn": "3570A0000000001",
+                    "firmware_version": "37.23.0.123",
+                    "system_time": self.reported.format(wall),
+                    "up_time": f"{days} days, {hours:02d}:{rest // 60:02d}:{rest % 60:02d}",
+                    "system_date_format": self.reported.date_format,
+                    "system_time_format": self.display.time_format,
+                    "timestamp": int(now),
+                },
             },
-        })
+        )
 
     # ------------------------------------------------------------------ CDR
 
@@ -341,16 +355,21 @@ class YeastarApi(VendorApi):
         return wall_range_instants(self.calls.index.tz, lo, hi)
 
     def _page(
-        self, req: Request, intervals: list[tuple[int, int]],
+        self,
+        req: Request,
+        intervals: list[tuple[int, int]],
         record_filter: RecordFilter | None = None,
     ) -> Reply:
         page = _int_param(req.query, "page", 1, 1, 10**9)
         size = _int_param(req.query, "page_size", MAX_PAGE_SIZE, 1, MAX_PAGE_SIZE)
         total, _, text = self.list_page(
-            intervals, page, size, descending=self.descending, record_filter=record_filter)
+            intervals, page, size, descending=self.descending, record_filter=record_filter
+        )
         entries: list[tuple[str, object]] = [
-            ("errcode", 0), ("errmsg", "SUCCESS"),
-            ("total_number", total + self.faults.total_offset), ("data", self.data(text)),
+            ("errcode", 0),
+            ("errmsg", "SUCCESS"),
+            ("total_number", total + self.faults.total_offset),
+            ("data", self.data(text)),
         ]
         if self.extra_keys:
             entries.append(("request_id", request_id()))
@@ -386,8 +405,9 @@ class YeastarApi(VendorApi):
                 return False
             if group is not None:
                 numbers = (_number_of(rec, "call_from"), _number_of(rec, "call_to"))
-                if not any(n in YEASTAR_EXTENSIONS and extension_group(n) == group
-                           for n in numbers):
+                if not any(
+                    n in YEASTAR_EXTENSIONS and extension_group(n) == group for n in numbers
+                ):
                     return False
             return True
 
@@ -423,20 +443,26 @@ class YeastarApi(VendorApi):
             rec = gen.record
             name = rec["record_file"]
             seconds = self.faults.recording_seconds.get(name, gen.recording_seconds)
-            data.append(self.decorate({
-                "id": rec["id"],
-                "time": rec["time"],
-                "uid": rec["uid"],
-                "call_from": rec["call_from"],
-                "call_to": rec["call_to"],
-                "duration": seconds,
-                "size": audio_size(self.cfg.recording_format, seconds),
-                "call_type": rec["call_type"],
-                "file": name,
-            }))
+            data.append(
+                self.decorate(
+                    {
+                        "id": rec["id"],
+                        "time": rec["time"],
+                        "uid": rec["uid"],
+                        "call_from": rec["call_from"],
+                        "call_to": rec["call_to"],
+                        "duration": seconds,
+                        "size": audio_size(self.cfg.recording_format, seconds),
+                        "call_type": rec["call_type"],
+                        "file": name,
+                    }
+                )
+            )
         body: dict[str, object] = {
-            "errcode": 0, "errmsg": "SUCCESS",
-            "total_number": len(items) + self.faults.total_offset, "data": data,
+            "errcode": 0,
+            "errmsg": "SUCCESS",
+            "total_number": len(items) + self.faults.total_offset,
+            "data": data,
         }
         if self.extra_keys:
             body["request_id"] = request_id()
@@ -451,14 +477,16 @@ class YeastarApi(VendorApi):
         expires = int(time.time()) + self.cfg.link_ttl
         payload = f"{d.toordinal()}.{i}.{expires}".encode()
         sig = hmac.new(self._secret, payload, sha256).hexdigest()[:32]
-        return self.reply(200, {
-            "errcode": 0,
-            "errmsg": "SUCCESS",
-            "file": gen.record["record_file"],
-            "download_resource_url":
-                f"{req.prefix}/api/download/Recording-{payload.hex()}-{sig}."
-                f"{self.cfg.recording_format}",
-        })
+        name = f"Recording-{payload.hex()}-{sig}.{self.cfg.recording_format}"
+        return self.reply(
+            200,
+            {
+                "errcode": 0,
+                "errmsg": "SUCCESS",
+                "file": gen.record["record_file"],
+                "download_resource_url": f"{req.prefix}/api/download/{name}",
+            },
+        )
 
     def _download(self, req: Request) -> Reply:
         req.endpoint = "/api/download"

@@ -59,7 +59,10 @@ class ZorioApi(VendorApi):
     id_field = "uuid"
 
     def __init__(
-        self, config: SimulatorConfig, faults: Faults, stats: Stats,
+        self,
+        config: SimulatorConfig,
+        faults: Faults,
+        stats: Stats,
         cache: PageCache | None = None,
     ) -> None:
         self.cfg = config.zorio
@@ -97,8 +100,11 @@ class ZorioApi(VendorApi):
             except ValueError:
                 return None
             i = int(m[2], 16)
-            if i < self.calls.index.n or not self.exists(d, i) or \
-                    self.generate(d, i).record["uuid"] != uuid:
+            if (
+                i < self.calls.index.n
+                or not self.exists(d, i)
+                or self.generate(d, i).record["uuid"] != uuid
+            ):
                 return None
             decoded = d, i
         return decoded if self.exists(*decoded) else None
@@ -148,7 +154,8 @@ class ZorioApi(VendorApi):
 
     def _not_allowed(self, req: Request) -> Reply:
         return self.reply(
-            405, {"message": f"The {req.method} method is not supported for route {req.path}."})
+            405, {"message": f"The {req.method} method is not supported for route {req.path}."}
+        )
 
     # ------------------------------------------------------------------ list
 
@@ -197,12 +204,18 @@ class ZorioApi(VendorApi):
                 continue
             if value < lo or (hi is not None and value > hi):
                 errors[name] = [
-                    f"The {name} field must be at least {lo}." if hi is None
+                    f"The {name} field must be at least {lo}."
+                    if hi is None
                     else f"The {name} field must be between {lo} and {hi}."
                 ]
             out[name] = value
-        out.update(start=start, end=end, direction=direction or None,
-                   extension=extension or None, phone=phone or None)
+        out.update(
+            start=start,
+            end=end,
+            direction=direction or None,
+            extension=extension or None,
+            phone=phone or None,
+        )
         return errors, out
 
     def _list(self, req: Request) -> Reply:
@@ -217,7 +230,8 @@ class ZorioApi(VendorApi):
         t1 = local_midnight(self.date_tz, p["end"] + timedelta(days=1))
         page, per_page = p["page"], p["per_page"]
         total, count, text = self.list_page(
-            [(t0, t1)], page, per_page, record_filter=self._filter(p))
+            [(t0, t1)], page, per_page, record_filter=self._filter(p)
+        )
         total += self.faults.total_offset
         if self.laravel:
             path = f"{req.origin}/api/pbx/cdr"
@@ -226,10 +240,13 @@ class ZorioApi(VendorApi):
         else:
             offset = (page - 1) * per_page
             entries = [
-                ("current_page", page), ("data", self.data(text)),
+                ("current_page", page),
+                ("data", self.data(text)),
                 ("from", offset + 1 if count else None),
-                ("last_page", laravel.last_page(total, per_page)), ("per_page", per_page),
-                ("to", offset + count if count else None), ("total", total),
+                ("last_page", laravel.last_page(total, per_page)),
+                ("per_page", per_page),
+                ("to", offset + count if count else None),
+                ("total", total),
             ]
         if self.extra_keys:
             entries.append(("meta", {"request_id": request_id()}))
@@ -244,8 +261,10 @@ class ZorioApi(VendorApi):
         def matches(rec: dict) -> bool:
             return (
                 (direction is None or rec["direction"] == direction)
-                and (extension is None
-                     or extension in (rec["extension_number"], rec["agent_extension"]))
+                and (
+                    extension is None
+                    or extension in (rec["extension_number"], rec["agent_extension"])
+                )
                 and (phone is None or phone in (rec["caller_number"], rec["destination_number"]))
             )
 
@@ -297,15 +316,15 @@ class ZorioApi(VendorApi):
         if found is None:
             return self.reply(404, NOT_FOUND)
         if self.cfg.audio_redirect_base_url:
-            location = (f"{self.cfg.audio_redirect_base_url.rstrip('/')}{req.path}"
-                        f"?{urlencode(req.query)}")
+            location = (
+                f"{self.cfg.audio_redirect_base_url.rstrip('/')}{req.path}?{urlencode(req.query)}"
+            )
             return Reply(302, b"", "text/plain", [("Location", location)])
         d, i, gen, seconds = found
         return Reply(
             200,
             content_type=self.audio_type("wav"),
-            headers=[("Content-Disposition",
-                      f'attachment; filename="{gen.record["uuid"]}.wav"')],
+            headers=[("Content-Disposition", f'attachment; filename="{gen.record["uuid"]}.wav"')],
             stream=iter_wav(self.audio_key(d, i), seconds),
             length=wav_size(seconds),
             audio=True,

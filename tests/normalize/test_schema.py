@@ -72,8 +72,20 @@ def test_cdr_schema_marks_only_always_present_columns_not_null() -> None:
 
 def test_recordings_schema_has_design_columns_in_order() -> None:
     assert RECORDINGS_SCHEMA.names == [
-        "pbx", "vendor", "cdr_id", "call_date", "status", "uri", "bytes", "sha256",
-        "content_type", "duration_s", "recorded_at", "archived_at", "attempts", "error",
+        "pbx",
+        "vendor",
+        "cdr_id",
+        "call_date",
+        "status",
+        "uri",
+        "bytes",
+        "sha256",
+        "content_type",
+        "duration_s",
+        "recorded_at",
+        "archived_at",
+        "attempts",
+        "error",
     ]  # fmt: skip  (DESIGN's columns, and `recorded_at` where the vendor states it)
     assert RECORDINGS_SCHEMA.field("duration_s").type == pa.float64()
     assert RECORDINGS_SCHEMA.field("archived_at").type == TS

@@ -20,8 +20,9 @@ BEARER = {"Authorization": "Bearer demo-token"}
 class YeastarClient:
     """Just enough of a Yeastar client to drive the simulator in tests."""
 
-    def __init__(self, sim: Simulator, client_id: str = "demo-client",
-                 client_secret: str = "demo-secret") -> None:
+    def __init__(
+        self, sim: Simulator, client_id: str = "demo-client", client_secret: str = "demo-secret"
+    ) -> None:
         self.sim = sim
         self.http = requests.Session()
         self.http.headers.update(UA)
@@ -44,8 +45,12 @@ class YeastarClient:
     def download(self, ref_param: dict, **kw: Any) -> requests.Response:
         link = self.get("recording/download", **ref_param)
         assert link["errcode"] == 0, link
-        return self.http.get(self.sim.base_url + link["download_resource_url"],
-                             params={"access_token": self.token}, timeout=10, **kw)
+        return self.http.get(
+            self.sim.base_url + link["download_resource_url"],
+            params={"access_token": self.token},
+            timeout=10,
+            **kw,
+        )
 
 
 class ZorioClient:
@@ -55,8 +60,9 @@ class ZorioClient:
         self.http.headers["Authorization"] = f"Bearer {token}"
 
     def get(self, path: str, **params: Any) -> requests.Response:
-        return self.http.get(self.sim.base_url + path, params=params, timeout=10,
-                             allow_redirects=False)
+        return self.http.get(
+            self.sim.base_url + path, params=params, timeout=10, allow_redirects=False
+        )
 
     def cdr(self, **params: Any) -> dict:
         r = self.get("/api/pbx/cdr", **params)
@@ -79,9 +85,9 @@ def read_wav(data: bytes) -> tuple[wave._wave_params, bytes]:  # type: ignore[na
         return w.getparams(), w.readframes(w.getnframes())
 
 
-def all_pages(fetch: Callable[[int], tuple[list[dict], int]], max_pages: int = 1000) -> tuple[
-    list[dict], list[int]
-]:
+def all_pages(
+    fetch: Callable[[int], tuple[list[dict], int]], max_pages: int = 1000
+) -> tuple[list[dict], list[int]]:
     """Fetch pages 1.. until an empty page; returns (records, totals seen)."""
     records: list[dict] = []
     totals: list[int] = []
@@ -94,29 +100,40 @@ def all_pages(fetch: Callable[[int], tuple[list[dict], int]], max_pages: int = 1
     return records, totals
 
 
-def walk_ids(fetch: Callable[[int], tuple[list[Any], int]], id_field: str) -> tuple[
-    list[str], list[int]
-]:
+def walk_ids(
+    fetch: Callable[[int], tuple[list[Any], int]], id_field: str
+) -> tuple[list[str], list[int]]:
     """A plain page-by-page walk (page 1.. until an empty page): (ids in order, totals seen)."""
     records, totals = all_pages(fetch)
     return [r[id_field] for r in records], totals
 
 
-def yeastar_day_pages(client: YeastarClient, day_mmddyyyy: str, page_size: int
-                      ) -> Callable[[int], tuple[list[dict], int]]:
+def yeastar_day_pages(
+    client: YeastarClient, day_mmddyyyy: str, page_size: int
+) -> Callable[[int], tuple[list[dict], int]]:
     """fetch(page) of cdr/search over one whole day in the default MM/DD/YYYY format."""
+
     def fetch(page: int) -> tuple[list[dict], int]:
-        body = client.get("cdr/search", start_time=f"{day_mmddyyyy} 00:00:00",
-                          end_time=f"{day_mmddyyyy} 23:59:59", page=page, page_size=page_size)
+        body = client.get(
+            "cdr/search",
+            start_time=f"{day_mmddyyyy} 00:00:00",
+            end_time=f"{day_mmddyyyy} 23:59:59",
+            page=page,
+            page_size=page_size,
+        )
         assert body["errcode"] == 0, body
         return body["data"], body["total_number"]
+
     return fetch
 
 
-def zorio_day_pages(client: ZorioClient, day_iso: str, per_page: int
-                    ) -> Callable[[int], tuple[list[dict], int]]:
+def zorio_day_pages(
+    client: ZorioClient, day_iso: str, per_page: int
+) -> Callable[[int], tuple[list[dict], int]]:
     """fetch(page) of /api/pbx/cdr over one server date."""
+
     def fetch(page: int) -> tuple[list[dict], int]:
         body = client.cdr(**{"from": day_iso, "to": day_iso}, page=page, per_page=per_page)
         return body["data"], body["total"]
+
     return fetch

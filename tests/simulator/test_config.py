@@ -23,8 +23,14 @@ def _flat(config: SimulatorConfig) -> dict[str, object]:
 def test_each_server_style_differs_from_the_default_in_one_switch():
     default = _flat(SimulatorConfig())
     assert SERVER_STYLES["default"] == {}
-    assert set(SERVER_STYLES) == {"default", "laravel", "pretty", "extra_keys", "newest_first",
-                                  "charset"}
+    assert set(SERVER_STYLES) == {
+        "default",
+        "laravel",
+        "pretty",
+        "extra_keys",
+        "newest_first",
+        "charset",
+    }
     changed = {}
     for name, overrides in SERVER_STYLES.items():
         if name == "default":
@@ -34,22 +40,28 @@ def test_each_server_style_differs_from_the_default_in_one_switch():
         assert len(diff) == 1, (name, diff)
         changed.update(diff)
     assert changed == {
-        "zorio.envelope": "laravel", "pretty": True, "extra_keys": True,
-        "yeastar.order": "desc", "json_content_type": "application/json; charset=utf-8",
+        "zorio.envelope": "laravel",
+        "pretty": True,
+        "extra_keys": True,
+        "yeastar.order": "desc",
+        "json_content_type": "application/json; charset=utf-8",
     }
 
 
-@pytest.mark.parametrize(("make", "field"), [
-    (lambda: ZorioSimConfig(envelope="full"), "zorio.envelope"),
-    (lambda: ZorioSimConfig(detail_recording="maybe"), "zorio.detail_recording"),
-    (lambda: ZorioSimConfig(recording_base_url="127.0.0.2:80"), "zorio.recording_base_url"),
-    (lambda: ZorioSimConfig(audio_redirect_base_url="cdn"), "zorio.audio_redirect_base_url"),
-    (lambda: YeastarSimConfig(order="random"), "yeastar.order"),
-    (lambda: YeastarSimConfig(reported_date_format="D/M/Y"), "yeastar.reported_date_format"),
-    (lambda: YeastarSimConfig(record_file_suffix="mp4"), "yeastar.record_file_suffix"),
-    (lambda: SimulatorConfig(audio_content_type="video"), "audio_content_type"),
-    (lambda: SimulatorConfig(json_content_type=""), "json_content_type"),
-])
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: ZorioSimConfig(envelope="full"), "zorio.envelope"),
+        (lambda: ZorioSimConfig(detail_recording="maybe"), "zorio.detail_recording"),
+        (lambda: ZorioSimConfig(recording_base_url="127.0.0.2:80"), "zorio.recording_base_url"),
+        (lambda: ZorioSimConfig(audio_redirect_base_url="cdn"), "zorio.audio_redirect_base_url"),
+        (lambda: YeastarSimConfig(order="random"), "yeastar.order"),
+        (lambda: YeastarSimConfig(reported_date_format="D/M/Y"), "yeastar.reported_date_format"),
+        (lambda: YeastarSimConfig(record_file_suffix="mp4"), "yeastar.record_file_suffix"),
+        (lambda: SimulatorConfig(audio_content_type="video"), "audio_content_type"),
+        (lambda: SimulatorConfig(json_content_type=""), "json_content_type"),
+    ],
+)
 def test_a_bad_switch_names_itself(make, field):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         make()
@@ -57,5 +69,6 @@ def test_a_bad_switch_names_itself(make, field):
 
 def test_record_file_names_end_with_the_download_format_unless_told_wav():
     assert YeastarSimConfig(recording_format="mp3").record_file_ext == "mp3"
-    assert YeastarSimConfig(recording_format="mp3", record_file_suffix="wav").record_file_ext \
-        == "wav"
+    assert (
+        YeastarSimConfig(recording_format="mp3", record_file_suffix="wav").record_file_ext == "wav"
+    )

@@ -23,8 +23,10 @@ def test_same_seed_same_records_different_seed_different(make_simulator):
         assert a.calls(vendor, day) != a.calls(vendor, day + timedelta(days=1))
     # and over HTTP
     window = {"start_time": "06/01/2026 00:00:00", "end_time": "06/01/2026 23:59:59"}
-    assert YeastarClient(a).get("cdr/search", **window)["data"] == \
-        YeastarClient(b).get("cdr/search", **window)["data"]
+    assert (
+        YeastarClient(a).get("cdr/search", **window)["data"]
+        == YeastarClient(b).get("cdr/search", **window)["data"]
+    )
 
 
 def test_a_small_day_does_not_depend_on_other_config():
@@ -33,13 +35,13 @@ def test_a_small_day_does_not_depend_on_other_config():
     other = Simulator(cfg.with_overrides(yeastar={"clock": 12, "date_format": "DD/MM/YYYY"}))
     day = date(2026, 6, 1)
     strip = [{k: v for k, v in r.items() if k != "time"} for r in plain.calls("yeastar", day)]
-    assert strip == [{k: v for k, v in r.items() if k != "time"}
-                     for r in other.calls("yeastar", day)]
+    assert strip == [
+        {k: v for k, v in r.items() if k != "time"} for r in other.calls("yeastar", day)
+    ]
 
 
 def _ny(make_simulator):
-    return make_simulator(yeastar={"timezone": NY},
-                          zorio={"timezone": NY, "date_timezone": NY})
+    return make_simulator(yeastar={"timezone": NY}, zorio={"timezone": NY, "date_timezone": NY})
 
 
 def test_dst_days_have_their_real_length_and_only_their_calls(make_simulator):
@@ -67,11 +69,13 @@ def test_fall_back_day_keeps_both_1_am_hours(make_simulator):
     offsets = {d.utcoffset() for d in one_am if d.hour == 1}
     assert offsets == {timedelta(hours=-4), timedelta(hours=-5)}
     client = YeastarClient(sim)
-    body = client.get("cdr/search", start_time="11/01/2026 01:00:00",
-                      end_time="11/01/2026 01:59:59")
+    body = client.get(
+        "cdr/search", start_time="11/01/2026 01:00:00", end_time="11/01/2026 01:59:59"
+    )
     assert body["total_number"] == sum(d.hour == 1 for d in one_am)
-    full = client.get("cdr/search", start_time="11/01/2026 00:00:00",
-                      end_time="11/01/2026 23:59:59")
+    full = client.get(
+        "cdr/search", start_time="11/01/2026 00:00:00", end_time="11/01/2026 23:59:59"
+    )
     assert full["total_number"] == 200
     zorio = ZorioClient(sim).cdr(**{"from": "2026-11-01", "to": "2026-11-01", "per_page": 200})
     assert zorio["total"] == 200
@@ -82,14 +86,19 @@ def test_spring_forward_day_and_a_skipped_wall_time(make_simulator):
     sim = _ny(make_simulator)
     tz = ZoneInfo(NY)
     client = YeastarClient(sim)
-    full = client.get("cdr/search", start_time="03/08/2026 00:00:00",
-                      end_time="03/08/2026 23:59:59")
+    full = client.get(
+        "cdr/search", start_time="03/08/2026 00:00:00", end_time="03/08/2026 23:59:59"
+    )
     assert full["total_number"] == 200 and full["data"] == sim.calls("yeastar", SPRING)
-    after = client.get("cdr/search", start_time="03/08/2026 02:30:00",  # does not exist
-                       end_time="03/08/2026 23:59:59")
+    after = client.get(
+        "cdr/search",
+        start_time="03/08/2026 02:30:00",  # does not exist
+        end_time="03/08/2026 23:59:59",
+    )
     assert after["errcode"] == 0
     assert after["total_number"] == sum(
-        datetime.fromtimestamp(c["timestamp"], tz).hour >= 3 for c in full["data"])
+        datetime.fromtimestamp(c["timestamp"], tz).hour >= 3 for c in full["data"]
+    )
 
 
 def test_ids_decode_without_state(simulator):
@@ -98,20 +107,22 @@ def test_ids_decode_without_state(simulator):
     day = date(2026, 6, 1)
     y = next(c for c in simulator.calls("yeastar", day) if "record_file" in c)
     z = next(c for c in simulator.calls("zorio", day) if c["recording_available"])
-    assert other.recording_bytes("yeastar", y["record_file"]) == \
-        simulator.recording_bytes("yeastar", str(y["id"]))
+    assert other.recording_bytes("yeastar", y["record_file"]) == simulator.recording_bytes(
+        "yeastar", str(y["id"])
+    )
     assert other.recording_sha256("zorio", z["uuid"]) == simulator.recording_sha256(
-        "zorio", z["uuid"])
+        "zorio", z["uuid"]
+    )
 
 
 def test_big_days_page_without_building_the_day(make_simulator):
     sim = make_simulator(calls_per_day=1_000_000)
     client = ZorioClient(sim)
-    body = client.cdr(**{"from": "2026-06-01", "to": "2026-06-01", "per_page": 200,
-                         "page": 2000})
+    body = client.cdr(**{"from": "2026-06-01", "to": "2026-06-01", "per_page": 200, "page": 2000})
     assert body["total"] > 900_000 and len(body["data"]) == 200
-    y = YeastarClient(sim).get("cdr/search", start_time="06/01/2026 12:00:00",
-                               end_time="06/01/2026 12:00:09", page_size=5)
+    y = YeastarClient(sim).get(
+        "cdr/search", start_time="06/01/2026 12:00:00", end_time="06/01/2026 12:00:09", page_size=5
+    )
     assert 90 <= y["total_number"] <= 140 and len(y["data"]) == 5
 
 
@@ -166,12 +177,15 @@ def test_havana_skipped_midnight_day_is_whole_from_its_first_wall_time(make_simu
     before = _search(client, "03/07/2026 00:00:00", "03/08/2026 00:30:00")
     assert before == sim.calls("yeastar", date(2026, 3, 7))  # ends at the jump
     fall = date(2026, 11, 1)  # 01:00 -> 00:00: the first wall hour happens twice
-    assert _search(client, "11/01/2026 00:00:00", "11/01/2026 23:59:59") == \
-        sim.calls("yeastar", fall)
+    assert _search(client, "11/01/2026 00:00:00", "11/01/2026 23:59:59") == sim.calls(
+        "yeastar", fall
+    )
     twice = _search(client, "11/01/2026 00:00:00", "11/01/2026 00:59:59")
     tz = ZoneInfo("America/Havana")
     assert {datetime.fromtimestamp(r["timestamp"], tz).utcoffset() for r in twice} == {
-        timedelta(hours=-4), timedelta(hours=-5)}
+        timedelta(hours=-4),
+        timedelta(hours=-5),
+    }
 
 
 def test_santiago_repeats_its_last_hour_before_midnight(make_simulator):
@@ -180,12 +194,14 @@ def test_santiago_repeats_its_last_hour_before_midnight(make_simulator):
     saturday, sunday = date(2026, 4, 4), date(2026, 4, 5)  # 24:00 -> 23:00 on Saturday
     sat = sim.calls("yeastar", saturday)
     assert _search(client, "04/04/2026 00:00:00", "04/04/2026 23:59:59") == sat
-    assert _search(client, "04/05/2026 00:00:00", "04/05/2026 23:59:59") == \
-        sim.calls("yeastar", sunday)
+    assert _search(client, "04/05/2026 00:00:00", "04/05/2026 23:59:59") == sim.calls(
+        "yeastar", sunday
+    )
     late = _search(client, "04/04/2026 23:00:00", "04/04/2026 23:59:59")
     assert late == [c for c in sat if c["time"][11:13] == "23"]
     assert len({r["timestamp"] // 3600 for r in late}) == 2  # two different UTC hours
     spring = date(2026, 9, 6)  # 24:00 -> 01:00: midnight never shows
     assert _search(client, "09/06/2026 00:00:00", "09/06/2026 00:59:59") == []
-    assert _search(client, "09/06/2026 00:00:00", "09/06/2026 23:59:59") == \
-        sim.calls("yeastar", spring)
+    assert _search(client, "09/06/2026 00:00:00", "09/06/2026 23:59:59") == sim.calls(
+        "yeastar", spring
+    )

@@ -30,8 +30,9 @@ CASES = [("yeastar", "asc"), ("yeastar", "desc"), ("zorio", "asc")]
 
 def _sim(make_simulator, vendor: str, order: str) -> Simulator:
     # Zorio reads dates in its own zone here, so one server date is one PBX-local day
-    return make_simulator(calls_per_day=N, yeastar={"order": order},
-                          zorio={"timezone": "UTC", "date_timezone": "UTC"})
+    return make_simulator(
+        calls_per_day=N, yeastar={"order": order}, zorio={"timezone": "UTC", "date_timezone": "UTC"}
+    )
 
 
 def _fetch(sim: Simulator, vendor: str):

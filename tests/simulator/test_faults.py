@@ -46,10 +46,12 @@ def test_fail_next_answers_the_next_requests_then_recovers(zorio, simulator):
 
 
 def test_fail_next_can_serve_an_html_page_with_200(yeastar, simulator):
-    simulator.faults.fail_next("/openapi/v1.0/cdr/search", 200, body=b"<html>login</html>",
-                               content_type="text/html")
-    r = yeastar.http.get(simulator.base_url + "/openapi/v1.0/cdr/search",
-                         params={"access_token": yeastar.token})
+    simulator.faults.fail_next(
+        "/openapi/v1.0/cdr/search", 200, body=b"<html>login</html>", content_type="text/html"
+    )
+    r = yeastar.http.get(
+        simulator.base_url + "/openapi/v1.0/cdr/search", params={"access_token": yeastar.token}
+    )
     assert r.status_code == 200 and r.headers["Content-Type"] == "text/html"
     assert r.text == "<html>login</html>"
     assert yeastar.get("cdr/search")["errcode"] == 0
@@ -114,8 +116,9 @@ def test_withheld_recordings_appear_late(zorio, yeastar, simulator):
     listed = zorio.cdr(per_page=200, **{"from": "2026-05-31", "to": "2026-06-01"})["data"]
     assert next(c for c in listed if c["uuid"] == z["uuid"])["recording_available"] is False
     assert "recording" not in zorio.get(f"/api/pbx/cdr/{z['uuid']}").json()["data"]
-    searched = yeastar.get("cdr/search", start_time="06/01/2026 00:00:00",
-                           end_time="06/01/2026 23:59:59")["data"]
+    searched = yeastar.get(
+        "cdr/search", start_time="06/01/2026 00:00:00", end_time="06/01/2026 23:59:59"
+    )["data"]
     assert "record_file" not in next(c for c in searched if c["id"] == y["id"])
     assert yeastar.get("recording/download", file=y["record_file"])["errcode"] == 60001
     simulator.faults.withheld_recordings.clear()
@@ -125,10 +128,16 @@ def test_withheld_recordings_appear_late(zorio, yeastar, simulator):
 
 def test_total_offset_skews_the_reported_count(zorio, yeastar, simulator):
     simulator.faults.total_offset = 3
-    assert zorio.cdr(**WINDOW)["total"] == len(
-        [c for c in zorio.cdr(per_page=200, **WINDOW)["data"]]) + 3
-    assert yeastar.get("cdr/search", start_time="06/01/2026 00:00:00",
-                       end_time="06/01/2026 23:59:59")["total_number"] == 203
+    assert (
+        zorio.cdr(**WINDOW)["total"]
+        == len([c for c in zorio.cdr(per_page=200, **WINDOW)["data"]]) + 3
+    )
+    assert (
+        yeastar.get("cdr/search", start_time="06/01/2026 00:00:00", end_time="06/01/2026 23:59:59")[
+            "total_number"
+        ]
+        == 203
+    )
 
 
 def test_throttle_slows_audio(zorio, simulator):
@@ -181,8 +190,11 @@ def test_keep_alive_serves_many_requests_on_one_connection(simulator):
     sock = conn.sock
     try:
         for _ in range(20):
-            conn.request("GET", "/api/pbx/cdr?from=2026-06-01&to=2026-06-01&per_page=1",
-                         headers={"Authorization": "Bearer demo-token"})
+            conn.request(
+                "GET",
+                "/api/pbx/cdr?from=2026-06-01&to=2026-06-01&per_page=1",
+                headers={"Authorization": "Bearer demo-token"},
+            )
             r = conn.getresponse()
             body = r.read()
             assert r.status == 200 and len(body) == int(r.getheader("Content-Length"))
@@ -204,8 +216,9 @@ def test_override_record_replaces_and_removes_fields_in_pages_and_calls(make_sim
     zorio, yeastar = ZorioClient(sim), YeastarClient(sim)
     z_before, y_before = sim.calls("zorio", DAY), sim.calls("yeastar", DAY)
     z, y = z_before[4], y_before[7]
-    sim.faults.override_record("zorio", z["uuid"], duration="forty", start_time="not a time",
-                               uuid=DELETE)
+    sim.faults.override_record(
+        "zorio", z["uuid"], duration="forty", start_time="not a time", uuid=DELETE
+    )
     sim.faults.override_record("yeastar", y["uid"], timestamp="soon", uid=12345)
     sim.faults.override_record("yeastar", y["uid"], call_id=DELETE)  # merges with the above
     page = zorio.cdr(per_page=50, **WINDOW)["data"]
@@ -215,8 +228,9 @@ def test_override_record_replaces_and_removes_fields_in_pages_and_calls(make_sim
     assert list(served) == [k for k in z if k != "uuid"]  # replaced keys keep their place
     assert page[:4] + page[5:] == z_before[:4] + z_before[5:]
     assert sim.calls("zorio", DAY) == page
-    found = yeastar.get("cdr/search", start_time="06/01/2026 00:00:00",
-                        end_time="06/01/2026 23:59:59")["data"]
+    found = yeastar.get(
+        "cdr/search", start_time="06/01/2026 00:00:00", end_time="06/01/2026 23:59:59"
+    )["data"]
     assert found[7]["uid"] == 12345 and found[7]["timestamp"] == "soon"
     assert "call_id" not in found[7] and found[7]["id"] == y["id"]
     assert found == sim.calls("yeastar", DAY)

@@ -24,20 +24,35 @@ def _bodies(sim: Simulator) -> dict[str, bytes]:
     token = {"access_token": y.token}
     rec = next(c for c in sim.calls("zorio", DAY) if c["recording_available"])
     return {
-        "yeastar search": y.http.get(api + "cdr/search", timeout=10, params={
-            **token, "start_time": "06/01/2026 00:00:00", "end_time": "06/01/2026 23:59:59",
-            "page_size": 20, "page": 2}).content,
-        "yeastar filtered": y.http.get(api + "cdr/search", timeout=10, params={
-            **token, "start_time": "06/01/2026 00:00:00", "status": "BUSY"}).content,
+        "yeastar search": y.http.get(
+            api + "cdr/search",
+            timeout=10,
+            params={
+                **token,
+                "start_time": "06/01/2026 00:00:00",
+                "end_time": "06/01/2026 23:59:59",
+                "page_size": 20,
+                "page": 2,
+            },
+        ).content,
+        "yeastar filtered": y.http.get(
+            api + "cdr/search",
+            timeout=10,
+            params={**token, "start_time": "06/01/2026 00:00:00", "status": "BUSY"},
+        ).content,
         "yeastar info": y.http.get(api + "system/information", params=token, timeout=10).content,
-        "yeastar recordings": y.http.get(api + "recording/list", timeout=10,
-                                         params={**token, "page_size": 3}).content,
-        "yeastar error": y.http.get(api + "cdr/search", timeout=10,
-                                    params={**token, "page": 0}).content,
-        "zorio list": z.get("/api/pbx/cdr", **{"from": "2026-06-01", "to": "2026-06-01"},
-                            per_page=20, page=2).content,
-        "zorio filtered": z.get("/api/pbx/cdr", **{"from": "2026-06-01", "to": "2026-06-01"},
-                                direction="inbound").content,
+        "yeastar recordings": y.http.get(
+            api + "recording/list", timeout=10, params={**token, "page_size": 3}
+        ).content,
+        "yeastar error": y.http.get(
+            api + "cdr/search", timeout=10, params={**token, "page": 0}
+        ).content,
+        "zorio list": z.get(
+            "/api/pbx/cdr", **{"from": "2026-06-01", "to": "2026-06-01"}, per_page=20, page=2
+        ).content,
+        "zorio filtered": z.get(
+            "/api/pbx/cdr", **{"from": "2026-06-01", "to": "2026-06-01"}, direction="inbound"
+        ).content,
         "zorio detail": z.get(f"/api/pbx/cdr/{rec['uuid']}").content,
         "zorio 422": z.get("/api/pbx/cdr", per_page=500).content,
     }
@@ -59,7 +74,7 @@ def test_pretty_bodies_parse_to_the_same_data_as_compact_ones(make_simulator):
     pretty = _bodies(make_simulator(pretty=True, zorio=ZORIO_UTC))
     for name, raw in pretty.items():
         assert _comparable(raw) == _comparable(compact[name]), name
-        assert raw.startswith(b"{\n    \"") and raw.endswith(b"\n}"), name
+        assert raw.startswith(b'{\n    "') and raw.endswith(b"\n}"), name
         assert raw == json.dumps(json.loads(raw), indent=4, ensure_ascii=False).encode(), name
         assert b"\n" not in compact[name], name
 
@@ -75,7 +90,8 @@ def test_php_pretty_print_is_what_json_pretty_print_writes():
     style = JsonStyle(php=True, pretty=True)
     assert style.dumps({"a": [], "b": {}, "c": [1, {"d": None}], "u": "é/😀"}) == (
         b'{\n    "a": [],\n    "b": {},\n    "c": [\n        1,\n        {\n'
-        b'            "d": null\n        }\n    ],\n    "u": "\\u00e9\\/\\ud83d\\ude00"\n}')
+        b'            "d": null\n        }\n    ],\n    "u": "\\u00e9\\/\\ud83d\\ude00"\n}'
+    )
     assert JsonStyle(php=True).escape('{"k":"a/b é"}'.encode()) == b'{"k":"a\\/b \\u00e9"}'
 
 
@@ -124,8 +140,10 @@ def test_json_content_type_is_on_every_vendor_json_reply(make_simulator):
         y.http.get(api + "cdr/search", params={"access_token": y.token}, timeout=10),
         y.http.get(api + "cdr/search", params={"access_token": "nope"}, timeout=10),
         y.http.get(api + "system/information", params={"access_token": y.token}, timeout=10),
-        z.get("/api/pbx/cdr"), z.get("/api/pbx/cdr", page="x"), ZorioClient(sim, "x").get(
-            "/api/pbx/cdr"), z.get("/api/pbx/cdr/nope"),
+        z.get("/api/pbx/cdr"),
+        z.get("/api/pbx/cdr", page="x"),
+        ZorioClient(sim, "x").get("/api/pbx/cdr"),
+        z.get("/api/pbx/cdr/nope"),
     ]
     assert [r.headers["Content-Type"] for r in replies] == [wanted] * len(replies)
     plain = make_simulator()
@@ -135,11 +153,13 @@ def test_json_content_type_is_on_every_vendor_json_reply(make_simulator):
 @pytest.mark.parametrize("name", sorted(SERVER_STYLES))
 def test_every_server_style_serves_the_same_calls(make_simulator, name):
     """What a client reads is the same day whatever the style (ids, as a set)."""
-    style = make_simulator(SimulatorConfig().with_overrides(**SERVER_STYLES[name]),
-                           zorio=ZORIO_UTC)
+    style = make_simulator(SimulatorConfig().with_overrides(**SERVER_STYLES[name]), zorio=ZORIO_UTC)
     base = Simulator(SimulatorConfig().with_overrides(zorio=ZORIO_UTC))
     for vendor, key in (("yeastar", "uid"), ("zorio", "uuid")):
-        fetch = (yeastar_day_pages(YeastarClient(style), "06/01/2026", 30) if vendor == "yeastar"
-                 else zorio_day_pages(ZorioClient(style), "2026-06-01", 30))
+        fetch = (
+            yeastar_day_pages(YeastarClient(style), "06/01/2026", 30)
+            if vendor == "yeastar"
+            else zorio_day_pages(ZorioClient(style), "2026-06-01", 30)
+        )
         seen = [r[key] for page in range(1, 8) for r in fetch(page)[0]]
         assert sorted(seen) == sorted(r[key] for r in base.calls(vendor, DAY))

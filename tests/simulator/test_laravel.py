@@ -9,8 +9,21 @@ import pytest
 
 from .conftest import ZorioClient
 
-KEYS = ["current_page", "data", "first_page_url", "from", "last_page", "last_page_url", "links",
-        "next_page_url", "path", "per_page", "prev_page_url", "to", "total"]
+KEYS = [
+    "current_page",
+    "data",
+    "first_page_url",
+    "from",
+    "last_page",
+    "last_page_url",
+    "links",
+    "next_page_url",
+    "path",
+    "per_page",
+    "prev_page_url",
+    "to",
+    "total",
+]
 DAY = date(2026, 6, 1)
 N = 200
 PREV, NEXT = "&laquo; Previous", "Next &raquo;"
@@ -18,13 +31,19 @@ PREV, NEXT = "&laquo; Previous", "Next &raquo;"
 
 @pytest.fixture
 def laravel(make_simulator):
-    return make_simulator(calls_per_day=N, zorio={"envelope": "laravel", "timezone": "UTC",
-                                                  "date_timezone": "UTC"})
+    return make_simulator(
+        calls_per_day=N, zorio={"envelope": "laravel", "timezone": "UTC", "date_timezone": "UTC"}
+    )
 
 
 def _page(sim, page: int, per_page: int, **extra) -> tuple[bytes, dict]:
-    r = ZorioClient(sim).get("/api/pbx/cdr", **{"from": "2026-06-01", "to": "2026-06-01"},
-                             page=page, per_page=per_page, **extra)
+    r = ZorioClient(sim).get(
+        "/api/pbx/cdr",
+        **{"from": "2026-06-01", "to": "2026-06-01"},
+        page=page,
+        per_page=per_page,
+        **extra,
+    )
     assert r.status_code == 200, r.text
     return r.content, json.loads(r.content)
 
@@ -56,9 +75,11 @@ def test_the_envelope_has_laravels_keys_in_order_written_by_json_encode(laravel)
 
 def test_urls_follow_the_host_header_and_carry_only_page(laravel):
     r = ZorioClient(laravel).http.get(
-        laravel.base_url + "/api/pbx/cdr", headers={"Host": "pbx.example.test:8080"},
+        laravel.base_url + "/api/pbx/cdr",
+        headers={"Host": "pbx.example.test:8080"},
         params={"from": "2026-06-01", "to": "2026-06-01", "per_page": 50, "direction": "inbound"},
-        timeout=10)
+        timeout=10,
+    )
     body = r.json()
     assert body["path"] == "http://pbx.example.test:8080/api/pbx/cdr"
     assert body["first_page_url"] == "http://pbx.example.test:8080/api/pbx/cdr?page=1"
@@ -86,23 +107,34 @@ def test_links_for_one_page(laravel):
 def test_links_for_five_pages(laravel):
     _, body = _page(laravel, 3, 40)
     assert _labels(body) == [PREV, "1", "2", "3", "4", "5", NEXT]
-    assert [link["active"] for link in body["links"]] == [False, False, False, True, False,
-                                                          False, False]
+    assert [link["active"] for link in body["links"]] == [
+        False,
+        False,
+        False,
+        True,
+        False,
+        False,
+        False,
+    ]
     assert body["links"][0]["url"] == body["prev_page_url"] == f"{body['path']}?page=2"
     assert body["links"][-1]["url"] == body["next_page_url"] == f"{body['path']}?page=4"
     assert [link["url"] for link in body["links"][1:-1]] == [
-        f"{body['path']}?page={n}" for n in range(1, 6)]
+        f"{body['path']}?page={n}" for n in range(1, 6)
+    ]
 
 
-@pytest.mark.parametrize(("page", "shown"), [
-    (1, [*range(1, 11), None, 49, 50]),
-    (7, [*range(1, 11), None, 49, 50]),
-    (8, [1, 2, None, *range(5, 12), None, 49, 50]),
-    (25, [1, 2, None, *range(22, 29), None, 49, 50]),
-    (43, [1, 2, None, *range(40, 47), None, 49, 50]),
-    (44, [1, 2, None, *range(41, 51)]),
-    (50, [1, 2, None, *range(41, 51)]),
-])
+@pytest.mark.parametrize(
+    ("page", "shown"),
+    [
+        (1, [*range(1, 11), None, 49, 50]),
+        (7, [*range(1, 11), None, 49, 50]),
+        (8, [1, 2, None, *range(5, 12), None, 49, 50]),
+        (25, [1, 2, None, *range(22, 29), None, 49, 50]),
+        (43, [1, 2, None, *range(40, 47), None, 49, 50]),
+        (44, [1, 2, None, *range(41, 51)]),
+        (50, [1, 2, None, *range(41, 51)]),
+    ],
+)
 def test_links_for_fifty_pages_are_laravels_sliding_window(laravel, page, shown):
     _, body = _page(laravel, page, 4)
     assert body["last_page"] == 50

@@ -23,8 +23,12 @@ def _sims() -> list[Simulator]:
     base = SimulatorConfig(seed=11, calls_per_day=N)
     return [
         Simulator(base.with_overrides(yeastar={"timezone": NY}, zorio={"timezone": NY})),
-        Simulator(base.with_overrides(seed=5, yeastar={"clock": 12, "date_format": "DD-MM-YYYY",
-                                                       "recording_format": "mp3"})),
+        Simulator(
+            base.with_overrides(
+                seed=5,
+                yeastar={"clock": 12, "date_format": "DD-MM-YYYY", "recording_format": "mp3"},
+            )
+        ),
     ]
 
 
@@ -60,13 +64,24 @@ def test_record_text_equals_dumps_of_the_dict_for_both_vendors_and_their_quirks(
                     assert text.encode() == dumps(rec)
                     seen |= {f"{vendor}:{q}" for q in quirks(rec)}
     wanted = {
-        "yeastar:disposition=ANSWERD", "yeastar:disposition=NO ANSWERED",
-        "yeastar:disposition=VOICEMAIL", "yeastar:old_firmware", "yeastar:split_names",
-        "yeastar:record_file", "yeastar:no_ring", "yeastar:ring", "yeastar:no_durations",
-        "yeastar:short_outbound_number", "yeastar:call_type=Internal",
-        "zorio:result=voicemail", "zorio:null:sip_response_code", "zorio:null:answer_time",
-        "zorio:null:agent_extension", "zorio:null:queue_wait_time",
-        "zorio:recording_available=True", "zorio:source_type=outbound_webphone",
+        "yeastar:disposition=ANSWERD",
+        "yeastar:disposition=NO ANSWERED",
+        "yeastar:disposition=VOICEMAIL",
+        "yeastar:old_firmware",
+        "yeastar:split_names",
+        "yeastar:record_file",
+        "yeastar:no_ring",
+        "yeastar:ring",
+        "yeastar:no_durations",
+        "yeastar:short_outbound_number",
+        "yeastar:call_type=Internal",
+        "zorio:result=voicemail",
+        "zorio:null:sip_response_code",
+        "zorio:null:answer_time",
+        "zorio:null:agent_extension",
+        "zorio:null:queue_wait_time",
+        "zorio:recording_available=True",
+        "zorio:source_type=outbound_webphone",
     }
     assert wanted <= seen, wanted - seen
 
@@ -79,10 +94,10 @@ def test_withheld_recordings_are_hidden_in_the_text_too():
     sim.faults.withheld_recordings = {r["record_file"] for r in yrec} | {r["uuid"] for r in zrec}
     withheld = frozenset(sim.faults.withheld_recordings)
     for i in range(400):
-        assert sim.yeastar.calls.record_json(d, i, withheld).encode() == \
-            dumps(sim.yeastar.render(d, i))
-        assert sim.zorio.calls.record_json(d, i, withheld).encode() == \
-            dumps(sim.zorio.render(d, i))
+        assert sim.yeastar.calls.record_json(d, i, withheld).encode() == dumps(
+            sim.yeastar.render(d, i)
+        )
+        assert sim.zorio.calls.record_json(d, i, withheld).encode() == dumps(sim.zorio.render(d, i))
 
 
 def test_vocabulary_text_is_escaped_by_json():
@@ -99,9 +114,13 @@ def _zorio_page_dict(sim: Simulator, day: str, page: int, per_page: int) -> dict
     data = records[(page - 1) * per_page : page * per_page]
     offset = (page - 1) * per_page
     return {
-        "current_page": page, "data": data, "from": offset + 1 if data else None,
-        "last_page": max(1, -(-total // per_page)), "per_page": per_page,
-        "to": offset + len(data) if data else None, "total": total,
+        "current_page": page,
+        "data": data,
+        "from": offset + 1 if data else None,
+        "last_page": max(1, -(-total // per_page)),
+        "per_page": per_page,
+        "to": offset + len(data) if data else None,
+        "total": total,
     }
 
 
@@ -111,8 +130,11 @@ def test_pages_on_the_wire_are_byte_equal_and_repeats_come_from_the_cache(make_s
     http.headers["Authorization"] = "Bearer demo-token"
 
     def page(n: int) -> bytes:
-        r = http.get(sim.base_url + "/api/pbx/cdr", timeout=10, params={
-            "from": "2026-06-01", "to": "2026-06-01", "page": n, "per_page": 200})
+        r = http.get(
+            sim.base_url + "/api/pbx/cdr",
+            timeout=10,
+            params={"from": "2026-06-01", "to": "2026-06-01", "page": n, "per_page": 200},
+        )
         assert r.status_code == 200
         return r.content
 
@@ -139,11 +161,20 @@ def test_yeastar_pages_on_the_wire_are_byte_equal(make_simulator):
     records = sim.calls("yeastar", d)
     window = {"start_time": "11/01/2026 12:00:00 AM", "end_time": "11/01/2026 11:59:59 PM"}
     for n in (1, 2, 3):
-        r = client.http.get(sim.base_url + "/openapi/v1.0/cdr/search", headers=UA, timeout=10,
-                            params={**window, "page": n, "page_size": 128,
-                                    "access_token": client.token})
-        assert r.content == dumps({"errcode": 0, "errmsg": "SUCCESS", "total_number": 300,
-                                   "data": records[(n - 1) * 128 : n * 128]})
+        r = client.http.get(
+            sim.base_url + "/openapi/v1.0/cdr/search",
+            headers=UA,
+            timeout=10,
+            params={**window, "page": n, "page_size": 128, "access_token": client.token},
+        )
+        assert r.content == dumps(
+            {
+                "errcode": 0,
+                "errmsg": "SUCCESS",
+                "total_number": 300,
+                "data": records[(n - 1) * 128 : n * 128],
+            }
+        )
 
 
 def test_page_cache_is_an_lru_bounded_by_bytes():

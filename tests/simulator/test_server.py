@@ -21,8 +21,10 @@ LIST = "/api/pbx/cdr?from=2026-06-01&to=2026-06-01&per_page=50"
 def _raw_get(sim, target: str) -> tuple[bytes, bytes, BaseException | None]:
     """(head, body bytes read, the error that ended the read) of one raw HTTP/1.1 request."""
     sock = socket.create_connection((sim.host, sim.port), timeout=10)
-    sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {sim.host}\r\n"
-                 f"Authorization: {BEARER['Authorization']}\r\n\r\n".encode())
+    sock.sendall(
+        f"GET {target} HTTP/1.1\r\nHost: {sim.host}\r\n"
+        f"Authorization: {BEARER['Authorization']}\r\n\r\n".encode()
+    )
     data, error = b"", None
     try:
         while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < _length(data):
@@ -115,8 +117,11 @@ def test_truncate_body_next_is_a_complete_response_with_half_the_json(zorio, yea
     assert zorio.get(LIST).content == full
     simulator.faults.truncate_body_next("/openapi/v1.0/cdr/list", times=2)
     for _ in range(2):
-        r = yeastar.http.get(simulator.base_url + "/openapi/v1.0/cdr/list",
-                             params={"access_token": yeastar.token}, timeout=10)
+        r = yeastar.http.get(
+            simulator.base_url + "/openapi/v1.0/cdr/list",
+            params={"access_token": yeastar.token},
+            timeout=10,
+        )
         assert r.status_code == 200 and not r.content.endswith(b"}")
     assert yeastar.get("cdr/list", page_size=1)["errcode"] == 0
 

@@ -21,9 +21,11 @@ FULL_DAY = {"start_time": "05/30/2026 00:00:00", "end_time": "05/30/2026 23:59:5
 
 def test_request_without_user_agent_is_parameter_error(simulator):
     # urllib3 adds its own User-Agent unless told to skip it
-    r = requests.post(simulator.base_url + API + "get_token",
-                      headers={"User-Agent": urllib3.util.SKIP_HEADER},
-                      json={"username": "demo-client", "password": "demo-secret"})
+    r = requests.post(
+        simulator.base_url + API + "get_token",
+        headers={"User-Agent": urllib3.util.SKIP_HEADER},
+        json={"username": "demo-client", "password": "demo-secret"},
+    )
     assert r.status_code == 200
     assert r.json() == {"errcode": 40002, "errmsg": "PARAMETER ERROR"}
 
@@ -72,7 +74,8 @@ def test_refresh_rotates_both_tokens(yeastar):
     fresh = yeastar.post("refresh_token", {"refresh_token": first["refresh_token"]})
     assert fresh["errcode"] == 0
     assert {fresh["access_token"], fresh["refresh_token"]}.isdisjoint(
-        {first["access_token"], first["refresh_token"]})
+        {first["access_token"], first["refresh_token"]}
+    )
     assert yeastar.get("cdr/list", token=first["access_token"], page_size=1)["errcode"] == 10004
     assert yeastar.get("cdr/list", token=fresh["access_token"], page_size=1)["errcode"] == 0
     old = yeastar.post("refresh_token", {"refresh_token": first["refresh_token"]})
@@ -175,11 +178,15 @@ def test_bad_parameters_are_40002(yeastar):
 def test_12_hour_clock_and_year_first_format(make_simulator):
     sim = make_simulator(yeastar={"date_format": "YYYY/MM/DD", "clock": 12})
     client = YeastarClient(sim)
-    body = client.get("cdr/search", start_time="2026/05/30 02:00:00 PM",
-                      end_time="2026/05/30 02:59:59 PM")
+    body = client.get(
+        "cdr/search", start_time="2026/05/30 02:00:00 PM", end_time="2026/05/30 02:59:59 PM"
+    )
     tz = ZoneInfo("Asia/Singapore")
-    expected = [c for c in sim.calls("yeastar", DAY)
-                if datetime.fromtimestamp(c["timestamp"], tz).hour == 14]
+    expected = [
+        c
+        for c in sim.calls("yeastar", DAY)
+        if datetime.fromtimestamp(c["timestamp"], tz).hour == 14
+    ]
     assert body["total_number"] == len(expected) > 0
     assert body["data"] == expected
     assert all(re.fullmatch(r"2026/05/30 02:\d{2}:\d{2} PM", r["time"]) for r in body["data"])
@@ -189,13 +196,25 @@ def test_12_hour_clock_and_year_first_format(make_simulator):
 def test_records_have_the_vendor_page_quirks(make_simulator):
     sim = make_simulator(calls_per_day=3000)
     calls = sim.calls("yeastar", DAY)
-    unanswered = [c for c in calls if c["disposition"] in ("NO ANSWER", "NO ANSWERED", "BUSY",
-                                                          "FAILED")]
-    assert unanswered and all("duration" not in c and "talk_duration" not in c
-                              and "ring_duration" not in c and "record_file" not in c
-                              for c in unanswered)
-    assert {c["disposition"] for c in calls} == {"ANSWERED", "NO ANSWER", "BUSY", "FAILED",
-                                                 "VOICEMAIL", "ANSWERD", "NO ANSWERED"}
+    unanswered = [
+        c for c in calls if c["disposition"] in ("NO ANSWER", "NO ANSWERED", "BUSY", "FAILED")
+    ]
+    assert unanswered and all(
+        "duration" not in c
+        and "talk_duration" not in c
+        and "ring_duration" not in c
+        and "record_file" not in c
+        for c in unanswered
+    )
+    assert {c["disposition"] for c in calls} == {
+        "ANSWERED",
+        "NO ANSWER",
+        "BUSY",
+        "FAILED",
+        "VOICEMAIL",
+        "ANSWERD",
+        "NO ANSWERED",
+    }
     assert all(c["src_addr"] == "" and c["reason"].endswith("    ") for c in calls)
     for c in calls:
         kind = c["call_type"]
@@ -207,8 +226,9 @@ def test_records_have_the_vendor_page_quirks(make_simulator):
             assert c["call_from"].isdigit()
         if "record_file" in c:
             assert c["disposition"] in ("ANSWERED", "ANSWERD") and c["talk_duration"] > 0
-            assert re.fullmatch(rf"\d{{14}}-{c['timestamp']}\.\d+-\d+-\d+-{kind}\.wav",
-                                c["record_file"])
+            assert re.fullmatch(
+                rf"\d{{14}}-{c['timestamp']}\.\d+-\d+-\d+-{kind}\.wav", c["record_file"]
+            )
         if "talk_duration" in c:
             assert c["duration"] == c.get("ring_duration", 0) + c["talk_duration"] <= 700
     old_firmware = [c for c in calls if "call_from_number" not in c]
@@ -218,15 +238,21 @@ def test_records_have_the_vendor_page_quirks(make_simulator):
     assert all(c["call_to_name"] == " " for c in external_callee)
     answered = [c for c in calls if "talk_duration" in c]
     assert any("ring_duration" not in c for c in answered)  # like the page's first example
-    with_rec = [c for c in answered if c["disposition"] in ("ANSWERED", "ANSWERD")
-                and c["talk_duration"] > 0]
+    with_rec = [
+        c
+        for c in answered
+        if c["disposition"] in ("ANSWERED", "ANSWERD") and c["talk_duration"] > 0
+    ]
     assert 0.6 < sum("record_file" in c for c in with_rec) / len(with_rec) < 0.8
 
 
 def test_filters(yeastar, simulator):
     calls = simulator.calls("yeastar", DAY)
-    ext = next(c["call_from_number"] for c in calls if c["call_type"] == "Outbound"
-               and "call_from_number" in c)
+    ext = next(
+        c["call_from_number"]
+        for c in calls
+        if c["call_type"] == "Outbound" and "call_from_number" in c
+    )
 
     def number(c):
         return c["call_from"].rsplit("<", 1)[-1].rstrip(">")
@@ -250,8 +276,17 @@ def test_recording_list_and_wav_download(yeastar, simulator):
     listing = yeastar.get("recording/list", page_size=5)
     assert listing["errcode"] == 0 and listing["total_number"] > 0
     item = listing["data"][0]
-    assert set(item) == {"id", "time", "uid", "call_from", "call_to", "duration", "size",
-                         "call_type", "file"}
+    assert set(item) == {
+        "id",
+        "time",
+        "uid",
+        "call_from",
+        "call_to",
+        "duration",
+        "size",
+        "call_type",
+        "file",
+    }
     for ref_param in ({"file": item["file"]}, {"id": item["id"]}):
         r = yeastar.download(ref_param)
         assert r.status_code == 200
@@ -262,7 +297,8 @@ def test_recording_list_and_wav_download(yeastar, simulator):
         assert params.nframes == item["duration"] * 8000
         assert r.content == simulator.recording_bytes("yeastar", item["file"])
         assert hashlib.sha256(r.content).hexdigest() == simulator.recording_sha256(
-            "yeastar", item["file"])
+            "yeastar", item["file"]
+        )
 
 
 def test_recording_of_a_searched_cdr_matches_talk_time(yeastar, simulator):
@@ -280,7 +316,9 @@ def test_download_errors(make_simulator):
     assert client.get("recording/download", id=123)["errcode"] == 60001
     no_rec = next(c for c in sim.calls("yeastar", DAY) if "record_file" not in c)
     assert client.get("recording/download", id=no_rec["id"]) == {
-        "errcode": 60001, "errmsg": "DATA NOT FOUND"}
+        "errcode": 60001,
+        "errmsg": "DATA NOT FOUND",
+    }
     link = client.get("recording/download", file=rec["record_file"])
     assert link["file"] == rec["record_file"]
     url = sim.base_url + link["download_resource_url"]
@@ -351,10 +389,12 @@ def test_newest_first_is_the_reverse_of_oldest_first_across_pages(make_simulator
     asc = YeastarClient(make_simulator())
     desc = YeastarClient(make_simulator(yeastar={"order": "desc"}))
     for name, params in (("cdr/search", FULL_DAY), ("cdr/list", {})):
+
         def pages(client, name=name, params=params):
             def fetch(page):
                 body = client.get(name, page=page, page_size=7, **params)
                 return body["data"], body["total_number"]
+
             return all_pages(fetch)
 
         up, up_totals = pages(asc)
@@ -373,8 +413,9 @@ def test_reported_date_format_differs_from_what_search_parses(make_simulator):
     assert data["system_date_format"] == "DD/MM/YYYY"
     local = datetime.fromtimestamp(data["timestamp"], ZoneInfo("Asia/Singapore"))
     assert data["system_time"][:10] == local.strftime("%d/%m/%Y")
-    as_reported = client.get("cdr/search", start_time="30/05/2026 00:00:00",
-                             end_time="30/05/2026 23:59:59")
+    as_reported = client.get(
+        "cdr/search", start_time="30/05/2026 00:00:00", end_time="30/05/2026 23:59:59"
+    )
     assert as_reported["errcode"] == 40002  # the parser still wants MM/DD/YYYY
     assert client.get("cdr/search", **FULL_DAY)["total_number"] == 200
     assert all(r["time"].startswith("05/30/2026") for r in sim.calls("yeastar", DAY))
@@ -409,8 +450,10 @@ def test_mp3_behind_a_wav_name(make_simulator):
     assert item["size"] == len(listed.content)
 
 
-@pytest.mark.parametrize(("switch", "header"), [("octet-stream", "application/octet-stream"),
-                                                ("none", None), ("audio", "audio/wav")])
+@pytest.mark.parametrize(
+    ("switch", "header"),
+    [("octet-stream", "application/octet-stream"), ("none", None), ("audio", "audio/wav")],
+)
 def test_audio_content_type_switch(make_simulator, switch, header):
     sim = make_simulator(audio_content_type=switch)
     rec = next(c for c in sim.calls("yeastar", DAY) if "record_file" in c)

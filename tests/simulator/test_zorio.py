@@ -15,10 +15,27 @@ from cdr_assets.simulator import Simulator, SimulatorConfig
 from .conftest import ZorioClient, all_pages, read_wav
 
 FIELDS = {
-    "uuid", "direction", "source_type", "caller_number", "destination_number",
-    "extension_number", "agent_extension", "start_time", "answer_time", "end_time", "duration",
-    "billsec", "queue_name", "queue_wait_time", "trunk_name", "transfer_count", "result",
-    "hangup_cause", "sip_response_code", "recording_available", "created_at",
+    "uuid",
+    "direction",
+    "source_type",
+    "caller_number",
+    "destination_number",
+    "extension_number",
+    "agent_extension",
+    "start_time",
+    "answer_time",
+    "end_time",
+    "duration",
+    "billsec",
+    "queue_name",
+    "queue_wait_time",
+    "trunk_name",
+    "transfer_count",
+    "result",
+    "hangup_cause",
+    "sip_response_code",
+    "recording_available",
+    "created_at",
 }
 DAY = date(2026, 6, 1)
 ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00")
@@ -60,11 +77,23 @@ def test_records_have_the_page_fields(make_simulator):
     calls = sim.calls("zorio", DAY)
     assert all(set(c) == FIELDS for c in calls)
     assert {c["direction"] for c in calls} == {"inbound", "outbound", "internal", "local"}
-    assert {c["result"] for c in calls} == {"answered", "busy", "no_answer", "failed",
-                                            "cancelled", "rejected", "voicemail"}
+    assert {c["result"] for c in calls} == {
+        "answered",
+        "busy",
+        "no_answer",
+        "failed",
+        "cancelled",
+        "rejected",
+        "voicemail",
+    }
     assert {c["source_type"] for c in calls} == {
-        "inbound", "outbound_manual", "outbound_telesales", "outbound_callback",
-        "outbound_webphone", "internal"}
+        "inbound",
+        "outbound_manual",
+        "outbound_telesales",
+        "outbound_callback",
+        "outbound_webphone",
+        "internal",
+    }
     for c in calls:
         assert len(c["uuid"]) == 36 and c["uuid"].startswith("20260601-")
         assert ISO.fullmatch(c["start_time"]) and ISO.fullmatch(c["end_time"])
@@ -72,8 +101,7 @@ def test_records_have_the_page_fields(make_simulator):
         assert 0 <= c["billsec"] <= c["duration"]
         assert c["sip_response_code"] is None or isinstance(c["sip_response_code"], str)
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", c["created_at"])
-        assert c["recording_available"] is False or (c["result"] == "answered"
-                                                      and c["billsec"] > 0)
+        assert c["recording_available"] is False or (c["result"] == "answered" and c["billsec"] > 0)
         if c["direction"] != "outbound":
             assert c["trunk_name"] is None
         if c["queue_name"] is not None:
@@ -130,8 +158,9 @@ def test_validation_errors_are_laravel_422(zorio):
 
 
 def test_a_30_day_window_is_allowed(zorio):
-    assert zorio.get("/api/pbx/cdr", **{"from": "2026-06-01", "to": "2026-06-30"}).status_code \
-        == 200
+    assert (
+        zorio.get("/api/pbx/cdr", **{"from": "2026-06-01", "to": "2026-06-30"}).status_code == 200
+    )
     assert zorio.get("/api/pbx/cdr").status_code == 200  # defaults: now-30d .. now
 
 
@@ -142,12 +171,14 @@ def test_filters(zorio, simulator):
     assert body["data"] == [c for c in expected if c["direction"] == "internal"]
     ext = expected[0]["extension_number"]
     body = zorio.cdr(extension=ext, **window)
-    assert body["data"] == [c for c in expected if ext in (c["extension_number"],
-                                                           c["agent_extension"])]
+    assert body["data"] == [
+        c for c in expected if ext in (c["extension_number"], c["agent_extension"])
+    ]
     phone = expected[0]["caller_number"]
     body = zorio.cdr(phone=phone, **window)
-    assert body["total"] >= 1 and all(phone in (c["caller_number"], c["destination_number"])
-                                      for c in body["data"])
+    assert body["total"] >= 1 and all(
+        phone in (c["caller_number"], c["destination_number"]) for c in body["data"]
+    )
 
 
 def test_detail_has_a_signed_recording_that_downloads(zorio, simulator):
@@ -177,10 +208,12 @@ def test_detail_has_a_signed_recording_that_downloads(zorio, simulator):
 
 def test_url_is_built_from_the_host_header(zorio, simulator):
     rec = next(c for c in simulator.calls("zorio", DAY) if c["recording_available"])
-    r = zorio.http.get(f"{simulator.base_url}/api/pbx/cdr/{rec['uuid']}",
-                       headers={"Host": "pbx.example.test:8080"})
+    r = zorio.http.get(
+        f"{simulator.base_url}/api/pbx/cdr/{rec['uuid']}", headers={"Host": "pbx.example.test:8080"}
+    )
     assert r.json()["data"]["recording"]["url"].startswith(
-        "http://pbx.example.test:8080/api/public/recordings/")
+        "http://pbx.example.test:8080/api/public/recordings/"
+    )
 
 
 def test_detail_without_recording_and_unknown_uuid(zorio, simulator):
@@ -189,8 +222,11 @@ def test_detail_without_recording_and_unknown_uuid(zorio, simulator):
     r = zorio.get(f"/api/pbx/cdr/{plain['uuid']}")
     assert r.status_code == 200 and "recording" not in r.json()["data"]
     assert zorio.get(f"/api/pbx/cdr/{plain['uuid']}/recording").status_code == 404
-    forged = plain["uuid"][:9] + ("0000" if plain["uuid"][9:13] != "0000" else "1111") + \
-        plain["uuid"][13:]
+    forged = (
+        plain["uuid"][:9]
+        + ("0000" if plain["uuid"][9:13] != "0000" else "1111")
+        + plain["uuid"][13:]
+    )
     for uuid in (forged, "65569ce0-0183-4f61-a3b2-0e433cfa4031", "nope"):
         r = zorio.get(f"/api/pbx/cdr/{uuid}")
         assert r.status_code == 404 and r.json() == {"message": "Not found."}
@@ -281,8 +317,7 @@ def test_the_audio_endpoint_can_redirect_to_a_cdn(make_simulator):
     with Simulator(SimulatorConfig(), host="127.0.0.2") as cdn:
         sim = make_simulator(zorio={"audio_redirect_base_url": cdn.base_url})
         rec = _recorded(sim)
-        url = ZorioClient(sim).get(f"/api/pbx/cdr/{rec['uuid']}").json()["data"]["recording"][
-            "url"]
+        url = ZorioClient(sim).get(f"/api/pbx/cdr/{rec['uuid']}").json()["data"]["recording"]["url"]
         first = requests.get(url, allow_redirects=False, timeout=10)
         assert first.status_code == 302 and first.content == b""
         parts, moved = urlsplit(url), urlsplit(first.headers["Location"])
@@ -295,8 +330,9 @@ def test_the_audio_endpoint_can_redirect_to_a_cdn(make_simulator):
         assert requests.get(bad, allow_redirects=False, timeout=10).status_code == 403
 
 
-@pytest.mark.parametrize(("switch", "header"), [("octet-stream", "application/octet-stream"),
-                                                ("none", None)])
+@pytest.mark.parametrize(
+    ("switch", "header"), [("octet-stream", "application/octet-stream"), ("none", None)]
+)
 def test_audio_content_type_switch(make_simulator, switch, header):
     sim = make_simulator(audio_content_type=switch)
     rec = _recorded(sim)

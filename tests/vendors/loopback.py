@@ -124,9 +124,7 @@ class HttpHost:
     """A keep-alive HTTP/1.1 server on `host` that records every request and answers with
     `responder(seen) -> (status, headers, body)`."""
 
-    def __init__(
-        self, host: str = "127.0.0.1", responder: Responder = wav, port: int = 0
-    ) -> None:
+    def __init__(self, host: str = "127.0.0.1", responder: Responder = wav, port: int = 0) -> None:
         self.seen: list[Seen] = []
         self.responder = responder
         outer = self

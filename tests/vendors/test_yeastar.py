@@ -463,9 +463,7 @@ def test_html_error_page_that_stays_is_a_clear_error(simulator, yeastar, quick_r
     assert simulator.stats.count("cdr/search") == BAD_BODY_REPEATS + 1
 
 
-def test_a_body_broken_off_by_a_reset_is_asked_for_again(
-    simulator, yeastar, quick_repeats
-) -> None:
+def test_a_body_broken_off_by_a_reset_is_asked_for_again(simulator, yeastar, quick_repeats) -> None:
     simulator.stats.reset()
     expected = collect(yeastar.fetch_cdrs(DAY, DAY))
     clean_requests = simulator.stats.count("cdr/search")
@@ -825,9 +823,10 @@ def test_a_time_not_in_the_format_at_all_is_a_format_problem() -> None:
 def test_the_repeated_hour_of_a_fall_back_reads_either_way() -> None:
     display = YeastarDisplayFormat("YYYY-MM-DD", 24)
     second_one_thirty = int(datetime(2026, 11, 1, 6, 30, tzinfo=UTC).timestamp())  # EST
-    assert check_system_clock(
-        "2026-11-01 01:30:00", second_one_thirty, display, "America/New_York"
-    ) is None
+    assert (
+        check_system_clock("2026-11-01 01:30:00", second_one_thirty, display, "America/New_York")
+        is None
+    )
 
 
 def test_a_pbx_in_another_zone_than_configured_fails_before_any_cdr_query(make_simulator) -> None:
