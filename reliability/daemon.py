@@ -44,6 +44,7 @@ from tests.fixtures.dagster_dev import (
     TERMINAL_BACKFILL_STATUSES,
     TERMINAL_RUN_STATUSES,
     DagsterDev,
+    partitions_by_assets,
     poll,
     running_dagster_dev,
 )
@@ -169,15 +170,7 @@ def _concurrent_backfills(dev: DagsterDev, workspace: Workspace, sim: Any) -> Ro
             LAUNCH_BACKFILL,
             {
                 "params": {
-                    "partitionsByAssets": [
-                        {
-                            "assetKey": {"path": [pbx.name, asset]},
-                            "partitions": {
-                                "range": {"start": first.isoformat(), "end": last.isoformat()}
-                            },
-                        }
-                        for asset in ("cdr", "recordings")
-                    ],
+                    "partitionsByAssets": partitions_by_assets([(pbx.name, first, last)]),
                     "title": f"reliability: {pbx.name} {first}...{last}",
                 }
             },

@@ -37,6 +37,7 @@ from tests.fixtures.dagster_dev import (
     TERMINAL_BACKFILL_STATUSES,
     TERMINAL_RUN_STATUSES,
     DagsterDev,
+    partitions_by_assets,
     poll,
     running_dagster_dev,
 )
@@ -322,16 +323,9 @@ def test_backfill_of_two_pbxs_over_graphql(ui: UiSetup) -> None:
         LAUNCH_BACKFILL,
         {
             "params": {
-                "partitionsByAssets": [
-                    {
-                        "assetKey": {"path": [pbx, asset]},
-                        "partitions": {
-                            "range": {"start": d[0].isoformat(), "end": d[-1].isoformat()}
-                        },
-                    }
-                    for pbx, d in days.items()
-                    for asset in ("cdr", "recordings")
-                ],
+                "partitionsByAssets": partitions_by_assets(
+                    (pbx, d[0], d[-1]) for pbx, d in days.items()
+                ),
                 "title": "test_dagster_dev: 14 days of both PBXs",
             }
         },

@@ -37,6 +37,7 @@ from tests.fixtures.dagster_dev import (
     MATERIALIZATIONS,
     TERMINAL_BACKFILL_STATUSES,
     DagsterDev,
+    partitions_by_assets,
     poll,
     running_dagster_dev,
 )
@@ -298,24 +299,10 @@ def test_the_fleet_materializes_a_week_in_one_backfill_with_every_check_green(
             "params": {
                 # Each PBX's days are its own partitions definition (its zone): one backfill
                 # over all of them names each asset's range.
-                "partitionsByAssets": [
-                    {
-                        "assetKey": {"path": [name, asset]},
-                        "partitions": {
-                            "range": {"start": FIRST_DAY.isoformat(), "end": LAST_DAY.isoformat()}
-                        },
-                    }
-                    for name in names
-                    for asset in ("cdr", "recordings")
-                ]
-                + [
-                    {
-                        "assetKey": {"path": ["analytics", "cdr_daily_kpis"]},
-                        "partitions": {
-                            "range": {"start": FIRST_DAY.isoformat(), "end": LAST_DAY.isoformat()}
-                        },
-                    }
-                ],
+                "partitionsByAssets": partitions_by_assets(
+                    (name, FIRST_DAY, LAST_DAY) for name in names
+                )
+                + partitions_by_assets([("analytics", FIRST_DAY, LAST_DAY)], ["cdr_daily_kpis"]),
                 "title": "test_fleet: a week of six PBXs",
             }
         },

@@ -29,6 +29,7 @@ from tests.fixtures.dagster_dev import (
     TERMINAL_BACKFILL_STATUSES,
     TERMINAL_RUN_STATUSES,
     DagsterDev,
+    partitions_by_assets,
     poll,
 )
 from tests.fixtures.postgres import PostgresDatabase
@@ -109,16 +110,7 @@ def run_backfill(
         LAUNCH_BACKFILL,
         {
             "params": {
-                "partitionsByAssets": [
-                    {
-                        "assetKey": {"path": [pbx.name, asset]},
-                        "partitions": {
-                            "range": {"start": first.isoformat(), "end": last.isoformat()}
-                        },
-                    }
-                    for pbx in pbxs
-                    for asset in ("cdr", "recordings")
-                ],
+                "partitionsByAssets": partitions_by_assets((pbx.name, first, last) for pbx in pbxs),
                 "title": f"deploy test: {', '.join(p.name for p in pbxs)} {first}...{last}",
             }
         },
