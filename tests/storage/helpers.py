@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import wave
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -24,6 +28,22 @@ SMALL_SCHEMA = pa.schema(
         pa.field("raw", pa.string()),
     ]
 )
+
+
+def run_probe(script: str, *args: str) -> list[str]:
+    """Run `script` in a Python process of its own (memory measured there sees no other test's
+    threads or servers) with the repository importable; its stdout, split on whitespace."""
+    path = [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    return result.stdout.split()
 
 
 def views_see_first_files(db: object, data_dir: object, schemas: dict[str, pa.Schema]) -> None:

@@ -26,7 +26,7 @@ from cdr_assets.storage import ArchivedFile
 from cdr_assets.storage.archive import RecordingArchive, sanitize_component
 from cdr_assets.storage.staging import STALE_TEMP_AGE_S, local_staging_dir
 from tests.fixtures.s3 import S3Location
-from tests.storage.helpers import MP3_FRAME_LEN, chunked, make_mp3, make_wav
+from tests.storage.helpers import MP3_FRAME_LEN, chunked, make_mp3, make_wav, run_probe
 
 DAY = date(2026, 3, 8)
 
@@ -299,15 +299,7 @@ _LARGE_RECORDING = textwrap.dedent(
 def test_a_large_recording_streams_with_flat_memory(tmp_path: Path) -> None:
     """A 64 MiB recording, measured in a process of its own: tracemalloc counts every thread's
     allocations, and a test process also runs other tests' servers."""
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    out = subprocess.run(
-        [sys.executable, "-c", _LARGE_RECORDING, str(tmp_path)],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    ).stdout.split()
+    out = run_probe(_LARGE_RECORDING, str(tmp_path))
     size_pcm = 64 * 1024 * 1024
     assert (int(out[0]), float(out[1])) == (44 + size_pcm, pytest.approx(size_pcm / 16000))
     assert int(out[2]) < 4 * 1024 * 1024, f"Python peak {int(out[2]) / 2**20:.1f} MiB"

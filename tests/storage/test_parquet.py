@@ -33,7 +33,7 @@ from cdr_assets.storage.parquet import (
 )
 from cdr_assets.storage.staging import STALE_TEMP_AGE_S, local_staging_dir
 from tests.fixtures.s3 import S3Location
-from tests.storage.helpers import SMALL_SCHEMA, rows
+from tests.storage.helpers import SMALL_SCHEMA, rows, run_probe
 
 DAY = date(2026, 3, 8)
 
@@ -295,15 +295,7 @@ _MEMORY_PROBE = textwrap.dedent(
 
 @pytest.mark.parametrize("duplicates", [0, 1000])
 def test_a_million_row_partition_keeps_arrow_memory_flat(tmp_path: Path, duplicates: int) -> None:
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    out = subprocess.run(
-        [sys.executable, "-c", _MEMORY_PROBE, str(tmp_path), str(duplicates)],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    ).stdout.split()
+    out = run_probe(_MEMORY_PROBE, str(tmp_path), str(duplicates))
     kept, dropped, peak = (int(x) for x in out)
     assert (kept, dropped) == (1_000_000 - duplicates, duplicates)
     # ~170 MB of row data went through; the writer holds about one row group plus the key column.
